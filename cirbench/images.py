@@ -1,0 +1,96 @@
+"""Reading images for evaluation and training, with one clear policy for awkward files.
+
+Every evaluation image becomes uint8: HxW for grayscale, HxWx3 RGB for colour. Policy:
+
+* 8-bit gray (L) and RGB are read as stored. Palette images are expanded to RGB (or L when the
+  palette is gray). RGBA / LA lose their alpha channel with a warning (JPEG has no alpha).
+* EXIF orientation is ignored: pixels are used in stored order, as OpenCV's ``IMREAD_UNCHANGED``
+  (KAIR's reader) does, so numbers match the literature; a warning says so.
+* Refused, with a message naming the file: 16-bit or float images, CMYK, files that are not
+  images or are truncated, images smaller than ``MIN_SIDE`` (the SSIM window), and images over
+  ``MAX_PIXELS`` (Pillow's decompression-bomb guard).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["ImageError", "read_image", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_PIXELS"]
+
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+MIN_SIDE = 11  # SSIM's 11x11 window needs at least this much
+MAX_PIXELS = 16384 * 16384  # 268 MP; above this Pillow's bomb guard refuses the file
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageError(ValueError):
+    """An image cannot be evaluated; the message names the file and the fix."""
+
+
+def read_image(path: str | Path, *, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Read an image as uint8 gray (HxW) or RGB (HxWx3) following the module's policy."""
+    path = Path(path)
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                arr = _to_array(im, path)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path}: larger than {MAX_PIXELS} pixels (decompression-bomb guard); split or downscale it"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read; remove it from the dataset folder") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({exc}); replace the file") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+    h, w = arr.shape[:2]
+    if min(h, w) < min_side:
+        raise ImageError(
+            f"{path}: {w}x{h} is smaller than {min_side}x{min_side}, the SSIM window; use larger images"
+        )
+    return arr
+
+
+def _to_array(im: Image.Image, path: Path) -> np.ndarray:
+    if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        warnings.warn(f"{path}: EXIF orientation ignored; pixels used in stored order", stacklevel=3)
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
+        raise ImageError(f"{path}: {mode} ({'16-bit' if '16' in mode else '32-bit'}) images are not "
+                         "supported; convert to 8-bit first")
+    if mode == "CMYK":
+        raise ImageError(f"{path}: CMYK images are not supported; convert to RGB first")
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+        if mode == "RGB":
+            rgb = np.asarray(im)
+            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                return rgb[..., 0].copy()
+            return rgb.copy()
+    if mode in ("RGBA", "LA", "PA"):
+        warnings.warn(f"{path}: alpha channel dropped", stacklevel=3)
+        im = im.convert("RGB" if mode != "LA" else "L")
+        mode = im.mode
+    if mode == "1":
+        im = im.convert("L")
+        mode = "L"
+    if mode not in ("L", "RGB"):
+        try:
+            im = im.convert("RGB")
+        except (ValueError, OSError):
+            raise ImageError(f"{path}: unsupported image mode {mode}; convert to 8-bit RGB or gray") from None
+    return np.asarray(im).copy()

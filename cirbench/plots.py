@@ -1,0 +1,283 @@
+"""Figures from records (matplotlib, Agg backend; each figure saved as PNG and PDF).
+
+- ``{metric}_vs_qf``: metric against QF per dataset (single JPEG), a line per model, published results
+  as open markers.
+- ``diff_{metric}_to_{reference}``: per-image difference to the reference model, box plot with the
+  images as jittered points, per dataset and QF.
+- ``crops_{dataset}_q{qf}``: the same window of ground truth / JPEG / each model, PSNR in the label. The
+  records hold no pixels, so this needs ``crop_provider(dataset, image, degradation, qf, model)``
+  returning the full image as an array (``model=None`` for the ground truth, ``"jpeg"`` for the JPEG
+  input) or None to leave that panel out. Without a provider, ``data_root`` (``<root>/<dataset>/<image>``)
+  gives ground-truth and JPEG panels only; with neither, crops are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .report import BASELINE, NAMES, aggregate, load, select_space
+
+__all__ = ["make_plots", "CropProvider"]
+
+CropProvider = Callable[[str, str, str, int, "str | None"], "np.ndarray | None"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; safe in CI and worker processes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out_dir / f"{name}.{ext}"
+        fig.savefig(
+            p, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None
+        )
+        paths.append(p)
+    return paths
+
+
+def _label(model: str, setting: str) -> str:
+    return model if setting == "single" else f"{model} ({setting})"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))
+
+
+def _metric_vs_qf(agg, pub, metric: str, out_dir: Path, plt) -> list[Path]:
+    single = agg[agg["degradation"] == "jpeg"]
+    if single.empty:
+        return []
+    datasets = list(dict.fromkeys(single["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
+    keys = list(dict.fromkeys(zip(single["model"], single["setting"], strict=True)))
+    colors = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    pub_methods = list(dict.fromkeys(pub["model"])) if pub is not None else []
+    markers = "osD^v<>phX*P"
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for key in keys:
+            d = single[
+                (single["dataset"] == ds) & (single["model"] == key[0]) & (single["setting"] == key[1])
+            ]
+            d = d.sort_values("qf")
+            if len(d):
+                ax.plot(d["qf"], d[metric], "-o", ms=4, color=colors[key], label=_label(*key))
+        if pub is not None:
+            p = pub[(pub["dataset"] == ds) & (pub["degradation"] == "jpeg")]
+            for i, method in enumerate(pub_methods):
+                pm = p[p["model"] == method]
+                if len(pm):
+                    ax.plot(
+                        pm["qf"],
+                        pm[metric],
+                        linestyle="none",
+                        marker=markers[i % len(markers)],
+                        ms=6,
+                        mfc="none",
+                        color="0.35",
+                        label=f"{method} (published)",
+                    )
+        ax.set_title(ds)
+        ax.set_xticks(sorted(set(single.loc[single["dataset"] == ds, "qf"].astype(int))))
+        ax.set_xlabel("JPEG QF")
+        ax.set_ylabel(NAMES[metric] + ("" if metric == "ssim" else " (dB)"))
+        ax.grid(alpha=0.3)
+    handles, labels = {}, []
+    for ax in axes[0]:  # one legend for all panels, each entry once
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend(
+        [handles[lab] for lab in labels],
+        labels,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    paths = _save(fig, out_dir, f"{metric}_vs_qf")
+    plt.close(fig)
+    return paths
+
+
+def _diff_plot(records, reference: str, metric: str, out_dir: Path, plt) -> list[Path]:
+    pair = ["dataset", "image", "degradation", "qf", "space"]
+    ref = records[records["model"] == reference][[*pair, metric]].rename(columns={metric: "_ref"})
+    others = records[records["model"] != reference].merge(ref, on=pair)
+    if others.empty:
+        return []
+    others = others.assign(_diff=others[metric] - others["_ref"])
+    keys = list(dict.fromkeys(zip(others["model"], others["setting"], strict=True)))
+    cols = list(dict.fromkeys(zip(others["dataset"], others["degradation"], others["qf"], strict=True)))
+    cols.sort(key=lambda c: (c[0], c[1] != "jpeg", c[1], int(c[2])))
+    fig, axes = plt.subplots(
+        len(keys), 1, figsize=(max(4.0, 1.1 * len(cols) + 1.5), 2.6 * len(keys)), squeeze=False, sharex=True
+    )
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        sub = others[(others["model"] == key[0]) & (others["setting"] == key[1])]
+        data = [
+            sub[(sub["dataset"] == c[0]) & (sub["degradation"] == c[1]) & (sub["qf"] == c[2])][
+                "_diff"
+            ].to_numpy(float)
+            for c in cols
+        ]
+        data = [d[np.isfinite(d)] for d in data]
+        ax.boxplot(
+            data, positions=range(len(cols)), widths=0.5, showfliers=False, medianprops={"color": "C1"}
+        )
+        for i, d in enumerate(data):
+            ax.plot(i + rng.uniform(-0.15, 0.15, d.size), d, ".", color="C0", alpha=0.6, ms=4)
+        ax.axhline(0, color="0.3", lw=0.8, ls="--")
+        unit = "" if metric == "ssim" else " (dB)"
+        ax.set_ylabel(f"Δ{NAMES[metric]}{unit}")
+        ax.set_title(f"{_label(*key)} − {reference}, per image", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    labels = [f"{c[0]}\nQF {c[2]}" if c[1] == "jpeg" else f"{c[0]}\n{c[1]} QF {c[2]}" for c in cols]
+    axes[-1, 0].set_xticks(range(len(cols)), labels, fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, f"diff_{metric}_to_{_safe(reference)}")
+    plt.close(fig)
+    return paths
+
+
+def _window(gt: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left of the ``size`` square with the most texture (variance), where artifacts show most."""
+    g = gt.astype(np.float64)
+    if g.ndim == 3:
+        g = g.mean(axis=2)
+    h, w = g.shape
+    if h <= size or w <= size:
+        return 0, 0
+    step = max(1, size // 2)
+    best, at = -1.0, (0, 0)
+    for y in range(0, h - size + 1, step):
+        for x in range(0, w - size + 1, step):
+            v = float(g[y : y + size, x : x + size].var())
+            if v > best:
+                best, at = v, (y, x)
+    return at
+
+
+def _data_root_provider(data_root) -> CropProvider:
+    """Ground truth and JPEG input from the dataset files; no model outputs (they are not stored)."""
+    from PIL import Image
+
+    from .jpeg import compress, double_compress
+
+    def provide(dataset, image, degradation, qf, model):
+        path = Path(data_root) / dataset / image
+        if model not in (None, BASELINE) or not path.is_file():
+            return None
+        with Image.open(path) as im:  # gray datasets are stored gray: keep the file's own mode
+            img = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16") else "RGB"))
+        m = re.fullmatch(r"double-q(\d+)-s(\d+)x(\d+)", degradation)
+        if m:
+            comp, gt = double_compress(img, int(m[1]), int(qf), (int(m[2]), int(m[3])))
+        elif degradation == "jpeg":
+            comp, gt = compress(img, int(qf)), img
+        else:
+            return None
+        return gt if model is None else comp.pixels
+
+    return provide
+
+
+def _crops(records, reference, provider: CropProvider, out_dir: Path, plt, size: int) -> list[Path]:
+    """Per dataset, at its lowest single-JPEG QF, the image where the best model gains most."""
+    paths = []
+    single = records[records["degradation"] == "jpeg"]
+    for ds in dict.fromkeys(single["dataset"]):
+        d = single[single["dataset"] == ds]
+        qf = int(d["qf"].min())
+        d = d[d["qf"] == qf]
+        ref = d[d["model"] == reference].set_index("image")["psnr"]
+        gains = d[d["model"] != reference].groupby("image")["psnr"].max() - ref
+        gains = gains.dropna()
+        if gains.empty:
+            continue
+        image = str(gains.idxmax())
+        gt = provider(ds, image, "jpeg", qf, None)
+        if gt is None:
+            continue
+        y, x = _window(np.asarray(gt), size)
+        psnr = {(r.model, r.setting): r.psnr for r in d[d["image"] == image].itertuples()}
+        order = sorted(psnr, key=lambda k: (k[0] != reference, k[1] != "single"))
+        panels = [("Ground truth", gt)]
+        for model, setting in order:
+            if setting != "single":
+                continue  # the provider is asked per model, not per setting
+            img = provider(ds, image, "jpeg", qf, model)
+            if img is not None:
+                name = "JPEG" if model == reference == BASELINE else model
+                panels.append((f"{name}\n{psnr[(model, setting)]:.2f} dB", img))
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6), squeeze=False)
+        for ax, (title, img) in zip(axes[0], panels, strict=True):
+            crop = np.asarray(img)[y : y + size, x : x + size]
+            ax.imshow(
+                crop, cmap="gray" if crop.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest"
+            )
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.suptitle(f"{ds} / {image}, QF {qf}, crop at ({y}, {x})", fontsize=9)
+        fig.tight_layout()
+        paths += _save(fig, out_dir, f"crops_{_safe(ds)}_q{qf}")
+        plt.close(fig)
+    return paths
+
+
+def make_plots(
+    run_dirs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    reference: str = BASELINE,
+    published: bool = False,
+    data_root: str | os.PathLike | None = None,
+    space: str = "y",
+    metrics: Sequence[str] = ("psnr",),
+    datasets: Sequence[str] | None = None,
+    qfs: Sequence[int] | None = None,
+    models: Sequence[str] | None = None,
+    published_path: str | os.PathLike | None = None,
+    crop_provider: CropProvider | None = None,
+    crop_size: int = 96,
+) -> list[Path]:
+    """Write the figures of ``run_dirs`` into ``out_dir``; returns the files written (PNG and PDF)."""
+    plt = _pyplot()
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = load(list(run_dirs), space=space, datasets=datasets, qfs=qfs)
+    if records.empty:
+        return []
+    if models:  # keep the reference: the difference plot needs it
+        records = records[records["model"].isin([*models, reference])]
+    agg = aggregate(records)
+    pub = None
+    if published:
+        from .published import load_published
+
+        pub = select_space(load_published(published_path), space)
+        pub = pub[pub["dataset"].isin(set(agg["dataset"]))]
+    paths: list[Path] = []
+    for metric in metrics:
+        paths += _metric_vs_qf(agg, pub, metric, out, plt)
+        paths += _diff_plot(records, reference, metric, out, plt)
+    provider = crop_provider or (_data_root_provider(data_root) if data_root else None)
+    if provider is not None:
+        paths += _crops(records, reference, provider, out, plt, crop_size)
+    return paths

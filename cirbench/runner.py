@@ -1,0 +1,289 @@
+"""``cirbench run``: dataset -> degrade -> model -> metrics -> records, resumable and sharded.
+
+Work is ordered dataset, image, degradation, model, so each image is read and compressed once
+for all models. Reading and JPEG run one image ahead in a background thread and metrics plus
+record writing run in another, so the model forward is rarely kept waiting (issue 7's harness
+overhead goal). Records are appended and fsynced per image; a restarted run skips what is done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, jpeg
+from .datasets import Dataset, DatasetMissing, get_dataset
+from .metrics import Y_CONVENTION, image_metrics
+from .models import Restorer
+from .protocols import Degradation, Protocol
+from .records import RUN_FILE, RecordWriter
+
+__all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard"]
+
+
+class RunError(RuntimeError):
+    """A run cannot go on; the message names the file and the fix. Records written so far stay."""
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    written: int = 0
+    skipped_done: int = 0
+    skipped_datasets: dict[str, str] = field(default_factory=dict)
+    nonfinite: list[str] = field(default_factory=list)
+    model_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` (1-based) -> (K-1, N); None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k - 1, n
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(protocol: Protocol, device: str) -> dict:
+    """Everything needed to say how the numbers were made (run.json's static part)."""
+    import PIL
+    import skimage
+
+    return {
+        "cirbench_version": __version__,
+        "git_commit": _git_commit(),
+        "protocol": {"name": protocol.name, "version": protocol.version, "sha256": protocol.sha256,
+                     "give_qf": protocol.give_qf},
+        "encoder": jpeg.encoder_info(),
+        "metric_conventions": {"y": Y_CONVENTION, "ssim": "gaussian11-sigma1.5-valid",
+                               "psnrb": "bef-of-restored (Y for rgb)", "rounding": "uint8", "border": 0},
+        "libraries": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                      "pillow": PIL.__version__, "scikit-image": skimage.__version__},
+        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
+        "threads": torch.get_num_threads(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def _update_run_json(out_dir: Path, info: dict) -> None:
+    path = out_dir / RUN_FILE
+    old = json.loads(path.read_text()) if path.exists() else {}
+    merged = {**old, **info}
+    for k in ("models", "datasets", "skipped"):
+        if k in old and k in info:
+            merged[k] = {**old[k], **info[k]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Item:
+    dataset: Dataset
+    image: str
+    gt: np.ndarray
+    degradation: Degradation
+    compressed: jpeg.Compressed
+
+
+def _degrade(img: np.ndarray, deg: Degradation) -> tuple[jpeg.Compressed, np.ndarray]:
+    if deg.qf1 is None:
+        return jpeg.compress(img, deg.qf), img
+    return jpeg.double_compress(img, deg.qf1, deg.qf, deg.shift)
+
+
+def _prefetch(gen: Iterator, depth: int = 2) -> Iterator:
+    """Run a generator in a background thread, ``depth`` items ahead; re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    sentinel = object()
+
+    def worker():
+        try:
+            for item in gen:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(sentinel)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is sentinel:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def run_protocol(
+    protocol: Protocol,
+    models: dict[str, Restorer],
+    out_dir: str | os.PathLike,
+    *,
+    data_root: str | None = None,
+    required_datasets: set[str] = frozenset(),
+    shard: tuple[int, int] = (0, 1),
+    device: str = "cpu",
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> RunSummary:
+    """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"{out}: output directory is not writable ({exc.strerror}); choose another --out") from None
+    old = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
+    if old.get("protocol", {}).get("name") not in (None, protocol.name):
+        raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
+    summary = RunSummary(out)
+    started = time.perf_counter()
+
+    datasets: dict[str, Dataset] = {}
+    for name in protocol.datasets:
+        try:
+            datasets[name] = get_dataset(name, data_root)
+        except DatasetMissing as exc:
+            if name in required_datasets:
+                raise RunError(str(exc)) from None
+            summary.skipped_datasets[name] = str(exc)
+            log(f"skipped {exc}")
+    info = provenance(protocol, device)
+    info["started"] = old.get("started") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    info["shard"] = f"{shard[0] + 1}/{shard[1]}"
+    info["models"] = {n: {"params": m.info.params, "description": m.info.description, **m.info.extra}
+                      for n, m in models.items()}
+    info["datasets"] = {n: {"images": len(d), "source": d.source, "manifest_sha256": d.manifest_sha256}
+                        for n, d in datasets.items()}
+    info["skipped"] = summary.skipped_datasets
+    _update_run_json(out, info)
+
+    writer = RecordWriter(out)
+    jobs = [(d, g) for d, g in protocol.jobs if d in datasets]
+    # Shard by image so every shard sees every degradation of its images (identical records to one run).
+    work = [(datasets[d], name, path, g) for d, g in jobs for name, path in datasets[d]]
+    order = {}
+    for ds, name, _, _ in work:
+        order.setdefault((ds.name, name), len(order))
+    work = [w for w in work if order[(w[0].name, w[1])] % shard[1] == shard[0]]
+    settings = {n: _setting_of(m) for n, m in models.items()}
+
+    def pending(ds: Dataset, name: str, deg: Degradation) -> list[str]:
+        """Models still to run on this image: done means every metric space is recorded
+        (gray data have one, colour two; a crash can leave one of the two)."""
+        todo = []
+        for m in models:
+            key = dict(model=m, setting=settings[m], dataset=ds.name, image=name, degradation=deg.name,
+                       qf=deg.qf)
+            done = writer.has(**key, space="gray") or (writer.has(**key, space="y")
+                                                      and writer.has(**key, space="rgb"))
+            if not done:
+                todo.append(m)
+        return todo
+
+    def produce() -> Iterator[tuple[_Item, list[str]]]:
+        cache: tuple[str, np.ndarray] | None = None
+        for ds, name, path, deg in work:
+            todo = pending(ds, name, deg)
+            if not todo:
+                summary.skipped_done += 1
+                continue
+            if cache is None or cache[0] != str(path) + str(ds.gray):
+                cache = (str(path) + str(ds.gray), ds.load(path))
+            comp, gt = _degrade(cache[1], deg)
+            yield _Item(ds, name, gt, deg, comp), todo
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(work), disable=not show, desc=f"{protocol.name}", unit="img", file=sys.stderr)
+    pool = ThreadPoolExecutor(max_workers=1)  # metrics + writing, in order, beside the next forward
+    pending_writes: list[Future] = []
+
+    def score(item: _Item, model: str, restored) -> None:
+        if restored.nonfinite:
+            summary.nonfinite.append(f"{model} {item.dataset.name}/{item.image} {item.degradation.name} "
+                                     f"qf{item.degradation.qf}")
+        per_space = image_metrics(item.gt, restored.image)
+        h, w = item.gt.shape[:2]
+        recs = [{"model": model, "setting": settings[model], "dataset": item.dataset.name, "image": item.image,
+                 "degradation": item.degradation.name, "qf": item.degradation.qf, "space": space,
+                 **vals, "seconds": round(restored.seconds, 6), "height": h, "width": w,
+                 "sha256": item.compressed.sha256, "nonfinite": restored.nonfinite, **restored.extras}
+                for space, vals in per_space.items()]
+        writer.write(recs)
+        summary.written += len(recs)
+
+    try:
+        for item, todo in _prefetch(produce()):
+            for m in todo:
+                qf = item.degradation.qf if protocol.give_qf else None
+                restored = models[m].restore(item.compressed.pixels, qf)
+                summary.model_seconds += restored.seconds
+                pending_writes.append(pool.submit(score, item, m, restored))
+            while pending_writes and pending_writes[0].done():
+                pending_writes.pop(0).result()
+            bar.update(1)
+        for f in pending_writes:
+            f.result()
+    finally:
+        pool.shutdown(wait=True)
+        writer.close()
+        bar.close()
+        summary.wall_seconds = time.perf_counter() - started
+        _update_run_json(out, {"finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                               "timing": {"wall_seconds": round(summary.wall_seconds, 3),
+                                          "model_seconds": round(summary.model_seconds, 3)}})
+    if summary.nonfinite:
+        log(f"warning: {len(summary.nonfinite)} outputs held NaN/Inf (flagged in records): "
+            + "; ".join(summary.nonfinite[:3]))
+    return summary
+
+
+def _setting_of(model: Restorer) -> str:
+    s = getattr(model, "settings", None)
+    return s.label if s is not None else "single"

@@ -1,0 +1,225 @@
+"""Reports on fixed records: means checked by hand, golden md / csv / latex, filters, CI, html, json."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from cirbench.records import read_records
+from cirbench.report import aggregate, render
+
+DATA = Path(__file__).parent / "data"
+RUN = DATA / "records_small"
+LIT = DATA / "literature_small.csv"
+GOLDEN = Path(__file__).parent / "golden"
+PUB = dict(published=True, published_path=LIT)
+
+# The group means the fixture was written from (per-image offsets sum to zero, all values dyadic, so
+# the means are exact): (model, dataset, space, qf) -> (psnr, ssim, psnrb).
+HAND = {
+    ("jpeg", "classic5", "gray", 10): (27.75, 0.75, 25.25),
+    ("jpeg", "classic5", "gray", 20): (30.0, 0.8125, 27.5),
+    ("fbcnn", "classic5", "gray", 10): (30.0, 0.8125, 29.75),
+    ("fbcnn", "classic5", "gray", 20): (32.25, 0.875, 31.75),
+    ("swinir", "classic5", "gray", 10): (30.25, 0.8125, 29.5),
+    ("swinir", "classic5", "gray", 20): (32.0, 0.875, 32.0),
+    ("jpeg", "live1", "y", 10): (27.5, 0.75, 25.0),
+    ("jpeg", "live1", "y", 20): (29.75, 0.8125, 27.25),
+    ("fbcnn", "live1", "y", 10): (29.25, 0.8125, 29.0),
+    ("fbcnn", "live1", "y", 20): (31.5, 0.875, 31.0),
+    ("swinir", "live1", "y", 10): (29.5, 0.875, 29.25),
+    ("swinir", "live1", "y", 20): (31.25, 0.875, 30.75),
+}
+for (m, d, s, q), (p, ss, b) in list(HAND.items()):
+    if s == "y":  # the rgb rows were written 1.5 dB / 0.0625 below the y rows
+        HAND[(m, d, "rgb", q)] = (p - 1.5, ss - 0.0625, b - 1.5)
+
+
+def _plain_means():
+    """Means straight from the JSON lines, without pandas."""
+    acc = defaultdict(list)
+    for line in (RUN / "records.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        acc[(r["model"], r["dataset"], r["space"], r["qf"])].append((r["psnr"], r["ssim"], r["psnrb"]))
+    return {k: tuple(sum(v[i] for v in vals) / len(vals) for i in range(3)) for k, vals in acc.items()}
+
+
+def test_fixture_means_match_hand_values():
+    means = _plain_means()
+    assert means.keys() == HAND.keys()
+    for key, value in HAND.items():
+        assert means[key] == pytest.approx(value), key
+
+
+def test_aggregate_means_and_extras():
+    agg = aggregate(read_records(RUN))
+    assert len(agg) == len(HAND)
+    for r in agg.itertuples():
+        assert (r.psnr, r.ssim, r.psnrb) == pytest.approx(HAND[(r.model, r.dataset, r.space, r.qf)])
+        assert r.n_images == 3
+    fb = agg[agg["model"] == "fbcnn"].set_index(["dataset", "space", "qf"])
+    # seconds 0.25 + 0.5 + 0.125 over 0.5 + 1 + 0.25 MP; |qf_pred - qf|: (2, 1, 0) and (0, 3, 3)
+    assert fb["seconds_per_mp"].tolist() == pytest.approx([0.5] * 6)
+    assert fb.loc[("live1", "y", 10), "qf_err"] == pytest.approx(1.0)
+    assert fb.loc[("live1", "y", 20), "qf_err"] == pytest.approx(2.0)
+    assert agg[agg["model"] == "swinir"]["qf_err"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("md", "report.md"), ("csv", "report.csv"), ("latex", "report.tex")]
+)
+def test_golden(fmt, name):
+    assert render(RUN, fmt, **PUB) == (GOLDEN / name).read_text()
+
+
+def test_csv_values_and_columns():
+    rows = list(csv.DictReader(io.StringIO(render(RUN, "csv", **PUB))))
+    need = "model,dataset,degradation,qf,space,n_images,psnr,ssim,psnrb".split(",")
+    assert set(need) <= set(rows[0])
+    ours = [r for r in rows if r["setting"] != "published"]
+    assert len(ours) == 12  # y selects y rows plus gray rows; no rgb
+    for r in ours:
+        key = (r["model"], r["dataset"], r["space"], int(r["qf"]))
+        assert tuple(float(r[m]) for m in ("psnr", "ssim", "psnrb")) == HAND[key]
+    published = [r for r in rows if r["setting"] == "published"]
+    assert {r["model"] for r in published} == {"JPEG", "ARCNN", "RDN"}  # live1 rgb and live1_gray left out
+    assert all(r["n_images"] == "" for r in published)
+
+
+def _md_row(text: str, label: str) -> list[str]:
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
+def test_md_cells_and_ranking():
+    md = render(RUN, "md", **PUB)
+    cols = [("classic5", 10), ("classic5", 20), ("live1", 10), ("live1", 20)]
+    spaces = {"classic5": "gray", "live1": "y"}
+    for model in ("jpeg", "fbcnn", "swinir"):
+        cells = _md_row(md, model)
+        for cell, (ds, qf) in zip(cells, cols, strict=True):
+            plain = re.sub(r"\*\*|</?u>", "", cell)
+            p, s, b = HAND[(model, ds, spaces[ds], qf)]
+            assert plain == f"{p:.2f} / {s:.4f} / {b:.2f}"
+    # classic5 QF 10: PSNR swinir best, fbcnn second; SSIM tied (both bold); PSNR-B fbcnn best
+    assert _md_row(md, "swinir")[0] == "**30.25** / **0.8125** / <u>29.50</u>"
+    assert _md_row(md, "fbcnn")[0] == "<u>30.00</u> / **0.8125** / **29.75**"
+    assert "**" not in "".join(_md_row(md, "jpeg")) and "<u>" not in "".join(_md_row(md, "jpeg"))
+    for label in ("JPEG (published [1])", "ARCNN (published [1], per-QF)", "RDN (published [2])"):
+        assert not re.search(r"\*\*|<u>", "".join(_md_row(md, label)))  # never ranked
+
+
+def test_published_rows_do_not_change_our_numbers():
+    with_pub, without = render(RUN, "md", **PUB), render(RUN, "md")
+    for model in ("jpeg", "fbcnn", "swinir"):
+        assert _md_row(with_pub, model) == _md_row(without, model)
+    assert "published" not in without
+
+
+def test_filters_and_rgb_space():
+    md = render(RUN, "md", space="rgb", qfs=[10], models=["fbcnn", "swinir"], metrics=["psnr"])
+    assert "classic5" not in md and "| jpeg |" not in md
+    assert _md_row(md, "fbcnn") == ["<u>27.75</u>"] and _md_row(md, "swinir") == ["**28.00**"]
+    only = render(RUN, "csv", datasets=["classic5"], qfs=[20])
+    assert len(only.strip().splitlines()) == 1 + 3
+    with pytest.raises(ValueError):
+        render(RUN, "md", datasets=["nope"])
+    with pytest.raises(ValueError):
+        render(RUN, "pdf")
+
+
+def test_ci_section():
+    md = render(RUN, "md", ci=True)
+    assert "PSNR difference to jpeg" in md
+    # fbcnn - jpeg on classic5 QF 10: per image 2.25 + (-0.25, 0.25, 0), mean 2.25; the bootstrap interval
+    # of a mean of 3 values lies within [min, max] = [2.0, 2.5], so the half-width is at most 0.25.
+    section = md.split("PSNR difference to jpeg")[1]
+    cell = _md_row(section, "fbcnn")[0]
+    m = re.fullmatch(r"\+(\d+\.\d\d) ±(\d+\.\d\d)(†?)", cell)
+    assert m and m[1] == "2.25" and 0 < float(m[2]) <= 0.25
+    assert m[3] == ""  # 3 of 3 positive: sign-test p = 0.25, not significant
+    rows = list(csv.DictReader(io.StringIO(render(RUN, "csv", ci=True))))
+    fb = next(r for r in rows if r["model"] == "fbcnn" and r["dataset"] == "classic5" and r["qf"] == "10")
+    assert float(fb["diff_psnr"]) == pytest.approx(2.25) and float(fb["p_sign"]) == pytest.approx(0.25)
+    assert fb["n_pairs"] == "3" and 2.0 <= float(fb["ci_lo"]) <= float(fb["ci_hi"]) <= 2.5
+    assert "PSNR difference to jpeg" in render(RUN, "md", ci=True, models=["fbcnn"])  # reference hidden
+
+
+def test_json_and_terminal():
+    data = json.loads(render(RUN, "json", **PUB))
+    assert data["provenance"]["protocol"] == ["smoke_test v1"]
+    assert len(data["results"]) == 12 + 4
+    table = render(RUN, "table")
+    assert "30.25*" in table and "30.00'" in table
+
+
+def test_html_is_self_contained(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "fig.png")
+    page = render(RUN, "html", plots_dir=tmp_path, ci=True, **PUB)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "data:image/png;base64," in page and "<link" not in page and "<script" not in page
+    assert page.count("<table>") == 4  # quality, CI, QF error, efficiency
+    assert "<b>30.25</b>" in page and "<u>30.00</u>" in page
+
+
+# ------------------------------------------------------------------------------------------ LaTeX
+
+
+def _check_latex_structure(tex: str) -> None:
+    body = re.sub(r"(?<!\\)%.*", "", tex)  # comments, not escaped percent signs
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", body):  # escaped braces are text
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", body):
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack.pop() == env
+    assert not stack
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert rule in body
+    assert not re.search(r"(?<!\\)_", body.replace(r"\_", ""))  # every underscore escaped
+    assert "smoke\\_test" in body  # the protocol name, escaped, in the caption
+    for tab in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", body, re.S):
+        ncols = len(tab[0])
+        for line in tab[1].splitlines():
+            if line.endswith(r"\\") and r"\multicolumn" not in line:
+                assert line.count("&") == ncols - 1, line
+
+
+def test_latex_structure():
+    tex = render(RUN, "latex", ci=True, **PUB)
+    _check_latex_structure(tex)
+    assert "\\caption{" in tex and "libjpeg-turbo 3.0.4" in tex and "cirbench 0.1.0" in tex
+    assert "bt601-studio-rounded" in tex
+
+
+@pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex not installed")
+def test_latex_compiles(tmp_path):
+    (tmp_path / "report.tex").write_text(render(RUN, "latex", ci=True, **PUB))
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+        "\\begin{document}\n\\input{report.tex}\n\\end{document}\n"
+    )
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000

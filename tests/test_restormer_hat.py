@@ -1,0 +1,264 @@
+"""Restormer / HAT building blocks against straightforward re-statements of the official code.
+
+The ``ref_*`` helpers follow the official PromptCIR/HAT formulation literally (token layout, full
+window partition, full (nW, N, N) mask, explicit softmax, ``nn.Unfold``); the model code is
+optimised (SDPA, boundary-window masks, strided unfold), so these pin its semantics.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cirbench.archs.hat import (
+    HAB,
+    OCAB,
+    RHAG,
+    WindowAttention,
+    calculate_rpi_oca,
+    calculate_rpi_sa,
+    calculate_shift_mask,
+    window_partition,
+    window_reverse,
+)
+from cirbench.archs.restormer import Attention, LayerNorm, TransformerBlock
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Independent references
+# ------------------------------------------------------------------------------------------------
+def loop_rpi_sa(ws: int) -> torch.Tensor:
+    out = torch.empty(ws * ws, ws * ws, dtype=torch.long)
+    for i in range(ws * ws):
+        yi, xi = divmod(i, ws)
+        for j in range(ws * ws):
+            yj, xj = divmod(j, ws)
+            out[i, j] = (yi - yj + ws - 1) * (2 * ws - 1) + (xi - xj + ws - 1)
+    return out
+
+
+def loop_rpi_oca(ws: int, wse: int) -> torch.Tensor:
+    out = torch.empty(ws * ws, wse * wse, dtype=torch.long)
+    side = ws + wse - 1
+    for i in range(ws * ws):
+        yi, xi = divmod(i, ws)
+        for j in range(wse * wse):
+            yj, xj = divmod(j, wse)
+            out[i, j] = (yj - yi + ws - wse + 1) * side + (xj - xi + ws - wse + 1)
+    return out
+
+
+def loop_mask(h: int, w: int, ws: int, s: int) -> torch.Tensor:
+    """HAT's calculate_mask with slices, written out."""
+    img = torch.zeros(1, h, w, 1)
+    cnt = 0
+    for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+        for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+            img[:, hs, wsl, :] = cnt
+            cnt += 1
+    win = window_partition(img, ws).view(-1, ws * ws)
+    m = win.unsqueeze(1) - win.unsqueeze(2)
+    return m.masked_fill(m != 0, -100.0).masked_fill(m == 0, 0.0)
+
+
+def ref_window_attention(attn: WindowAttention, xw: torch.Tensor, rpi, mask) -> torch.Tensor:
+    """Official WindowAttention.forward on (nW*B, N, C) windows."""
+    b_, n, c = xw.shape
+    nh = attn.num_heads
+    qkv = attn.qkv(xw).reshape(b_, n, 3, nh, c // nh).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    a = (q * (c // nh) ** -0.5) @ k.transpose(-2, -1)
+    bias = attn.relative_position_bias_table[rpi.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    a = a + bias.unsqueeze(0)
+    if mask is not None:
+        nw = mask.shape[0]
+        a = a.view(b_ // nw, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        a = a.view(-1, nh, n, n)
+    a = a.softmax(-1)
+    return attn.proj((a @ v).transpose(1, 2).reshape(b_, n, c))
+
+
+def ref_hab(blk: HAB, x: torch.Tensor, hw, rpi, mask) -> torch.Tensor:
+    h, w = hw
+    b, _, c = x.shape
+    ws, s = blk.window_size, blk.shift_size
+    shortcut = x
+    x = blk.norm1(x).view(b, h, w, c)
+    conv_x = blk.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    sx = torch.roll(x, (-s, -s), (1, 2)) if s > 0 else x
+    xw = window_partition(sx, ws).view(-1, ws * ws, c)
+    aw = ref_window_attention(blk.attn, xw, rpi, mask if s > 0 else None).view(-1, ws, ws, c)
+    sx = window_reverse(aw, ws, h, w)
+    ax = torch.roll(sx, (s, s), (1, 2)) if s > 0 else sx
+    x = shortcut + ax.reshape(b, h * w, c) + conv_x * blk.conv_scale
+    y = blk.ffn(blk.norm2(x).view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return x + y
+
+
+def ref_ocab(blk: OCAB, x: torch.Tensor, hw, rpi) -> torch.Tensor:
+    h, w = hw
+    b, _, c = x.shape
+    ws, wse, nh = blk.window_size, blk.overlap_win_size, blk.num_heads
+    d = c // nh
+    shortcut = x
+    x = blk.norm1(x).view(b, h, w, c)
+    qkv = blk.qkv(x).reshape(b, h, w, 3, c).permute(3, 0, 4, 1, 2)
+    q = qkv[0].permute(0, 2, 3, 1)
+    kv = torch.cat((qkv[1], qkv[2]), dim=1)
+    qw = window_partition(q, ws).view(-1, ws * ws, c)
+    unfold = nn.Unfold(kernel_size=(wse, wse), stride=ws, padding=(wse - ws) // 2)
+    kvw = unfold(kv)  # b, 2*c*wse*wse, nw
+    nw = kvw.shape[-1]
+    kvw = kvw.view(b, 2, c, wse * wse, nw).permute(1, 0, 4, 3, 2).reshape(2, b * nw, wse * wse, c)
+    kw, vw = kvw[0], kvw[1]
+    b_ = qw.shape[0]
+    qh = qw.reshape(b_, -1, nh, d).permute(0, 2, 1, 3)
+    kh = kw.reshape(b_, -1, nh, d).permute(0, 2, 1, 3)
+    vh = vw.reshape(b_, -1, nh, d).permute(0, 2, 1, 3)
+    a = (qh * d**-0.5) @ kh.transpose(-2, -1)
+    bias = blk.relative_position_bias_table[rpi.view(-1)].view(ws * ws, wse * wse, -1).permute(2, 0, 1)
+    a = (a + bias.unsqueeze(0)).softmax(-1)
+    out = (a @ vh).transpose(1, 2).reshape(b_, ws * ws, c).view(-1, ws, ws, c)
+    x = blk.proj(window_reverse(out, ws, h, w).view(b, h * w, c)) + shortcut
+    y = blk.ffn(blk.norm2(x).view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return x + y
+
+
+def ref_rhag(rhag: RHAG, x: torch.Tensor, rpi_sa, rpi_oca) -> torch.Tensor:
+    """Official RHAG forward (token layout, full mask recomputed from H, W)."""
+    b, c, h, w = x.shape
+    ws = rhag.window_size
+    mask = loop_mask(h, w, ws, ws // 2)
+    t = x.flatten(2).transpose(1, 2)
+    for blk in rhag.residual_group.blocks:
+        t = ref_hab(blk, t, (h, w), rpi_sa, mask)
+    t = ref_ocab(rhag.residual_group.overlap_attn, t, (h, w), rpi_oca)
+    return rhag.conv(t.transpose(1, 2).reshape(b, c, h, w)) + x
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ws", [4, 8, 16])
+def test_rpi_sa_matches_loop(ws):
+    rpi = calculate_rpi_sa(ws)
+    assert rpi.dtype == torch.int64 and rpi.shape == (ws * ws, ws * ws)
+    assert torch.equal(rpi, loop_rpi_sa(ws))
+
+
+@pytest.mark.parametrize("ws", [4, 8, 16])
+def test_rpi_oca_matches_loop(ws):
+    wse = ws + ws // 2
+    rpi = calculate_rpi_oca(ws, 0.5)
+    assert rpi.dtype == torch.int64 and rpi.shape == (ws * ws, wse * wse)
+    assert torch.equal(rpi, loop_rpi_oca(ws, wse))
+    # HAT's OCA offsets go negative (they index the table from its end); they stay in range.
+    assert rpi.min() < 0
+    assert -((ws + wse - 1) ** 2) <= rpi.min() and rpi.max() < (ws + wse - 1) ** 2
+
+
+@pytest.mark.parametrize("hw", [(16, 24), (8, 8), (32, 16)])
+def test_shift_mask_matches_loop(hw):
+    assert torch.equal(calculate_shift_mask(*hw, 8, 4), loop_mask(*hw, 8, 4))
+
+
+@pytest.mark.parametrize("shift", [0, 4])
+@pytest.mark.parametrize("hw", [(16, 24), (8, 16), (24, 8), (8, 8)])
+def test_window_attention_sdpa_vs_plain(hw, shift):
+    torch.manual_seed(0)
+    ws, c, heads, b = 8, 12, 3, 2
+    attn = WindowAttention(c, ws, heads)
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_(0, 1)  # make the bias matter
+    rpi = calculate_rpi_sa(ws)
+    x = torch.randn(b, *hw, c)
+    got = attn(x, rpi, shift_size=shift)
+    mask = loop_mask(*hw, ws, shift) if shift else None
+    xw = window_partition(x, ws).view(-1, ws * ws, c)
+    ref = window_reverse(ref_window_attention(attn, xw, rpi, mask).view(-1, ws, ws, c), ws, *hw)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(16, 24), (8, 8)])
+def test_ocab_vs_unfold_reference(hw):
+    torch.manual_seed(1)
+    ws, c, heads = 8, 12, 2
+    blk = OCAB(c, ws, 0.5, heads)
+    with torch.no_grad():
+        blk.relative_position_bias_table.normal_(0, 1)
+        blk.qkv.bias.normal_(0, 1)  # padded k/v must be zeros, not qkv.bias
+    x = torch.randn(2, *hw, c)
+    rpi = calculate_rpi_oca(ws, 0.5)
+    got = blk(x, rpi)
+    ref = ref_ocab(blk, x.reshape(2, -1, c), hw, rpi).view_as(got)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_rhag_vs_reference_and_backward():
+    torch.manual_seed(2)
+    ws = 8
+    rhag = RHAG(12, depth=2, num_heads=2, window_size=ws, compress_ratio=3, squeeze_factor=4)
+    x = torch.randn(1, 12, 16, 24, requires_grad=True)
+    sa, oca = calculate_rpi_sa(ws), calculate_rpi_oca(ws, 0.5)
+    got = rhag(x, sa, oca)
+    torch.testing.assert_close(got, ref_rhag(rhag, x, sa, oca), atol=1e-5, rtol=1e-5)
+    got.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in rhag.parameters())
+
+
+def test_rhag_rejects_non_window_multiple():
+    rhag = RHAG(8, depth=1, num_heads=1, window_size=8, squeeze_factor=4)
+    with pytest.raises(ValueError, match="multiple of window_size 8"):
+        rhag(torch.randn(1, 8, 12, 16), calculate_rpi_sa(8), calculate_rpi_oca(8))
+
+
+@pytest.mark.parametrize("ln_type", ["WithBias", "BiasFree"])
+def test_layernorm_matches_official_formula(ln_type):
+    torch.manual_seed(3)
+    ln = LayerNorm(6, ln_type)
+    with torch.no_grad():
+        for p in ln.parameters():
+            p.normal_()
+    x = torch.randn(2, 6, 5, 7)
+    t = x.flatten(2).transpose(1, 2)  # b (h w) c
+    var = t.var(-1, keepdim=True, unbiased=False)
+    if ln_type == "BiasFree":
+        ref = t / torch.sqrt(var + 1e-5) * ln.body.weight
+    else:
+        ref = (t - t.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5) * ln.body.weight + ln.body.bias
+    torch.testing.assert_close(ln(x), ref.transpose(1, 2).reshape_as(x), atol=1e-5, rtol=1e-5)
+
+
+def test_mdta_matches_official_formula():
+    torch.manual_seed(4)
+    att = Attention(8, 2, bias=False)
+    with torch.no_grad():
+        att.temperature.uniform_(0.5, 2)
+    x = torch.randn(2, 8, 6, 5)
+    qkv = att.qkv_dwconv(att.qkv(x))
+    q, k, v = (t.reshape(2, 2, 4, 30) for t in qkv.chunk(3, dim=1))
+    a = (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)) * att.temperature
+    ref = att.project_out((a.softmax(-1) @ v).reshape(2, 8, 6, 5))
+    torch.testing.assert_close(att(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_block_keys():
+    names = set(TransformerBlock(16, 2, 2.66, False, "WithBias").state_dict())
+    assert names == {
+        "norm1.body.weight",
+        "norm1.body.bias",
+        "attn.temperature",
+        "attn.qkv.weight",
+        "attn.qkv_dwconv.weight",
+        "attn.project_out.weight",
+        "norm2.body.weight",
+        "norm2.body.bias",
+        "ffn.project_in.weight",
+        "ffn.dwconv.weight",
+        "ffn.project_out.weight",
+    }
