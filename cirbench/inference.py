@@ -93,12 +93,14 @@ def pad_image(x: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
 
 def tile_origins(size: int, tile: int, overlap: int, align: int) -> list[int]:
     """Tile starts along one axis: every ``tile - overlap`` (rounded down to ``align``), plus a
-    last tile flush with the far edge."""
+    last tile reaching the far edge. Every start is a multiple of ``align``: when ``size - tile``
+    is not, the last start is rounded up and that tile is cut short by the edge (a flush tile
+    would see the JPEG 8x8 grid at another phase)."""
     if tile >= size:
         return [0]
     stride = max(align, (tile - overlap) // align * align)
     starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
+    starts.append(-(-(size - tile) // align) * align)
     return sorted(set(starts))
 
 

@@ -8,14 +8,27 @@ A *restorer* turns one compressed uint8 image into a restored uint8 image. Anyth
 is one. ``create_model(name)`` builds the ``jpeg`` baseline (the compressed image itself), a model
 card from ``models/*.toml`` (arch + kwargs + weights, like timm's pretrained configs), or a user
 model given as ``module:attr`` (an ``nn.Module`` instance, class or factory, or a plain callable on
-NCHW float batches in [0, 1]); installed packages can also register cards' architectures through
-the ``cirbench.models`` entry-point group.
+NCHW float batches in [0, 1]); ``module`` is imported from ``sys.path`` and, failing that, from the
+current directory, so ``cirbench run --models examples.my_model:TinyNet`` works from the repository.
+A network may declare ``in_channels`` (3 or 1), ``pad_multiple``, ``pad_mode`` and ``takes_qf``
+(then it is called as ``net(x, qf_input=1 - QF/100)`` in non-blind protocols); see
+``examples/my_model.py``.
+
+Installed packages plug in through the ``cirbench.models`` entry-point group, e.g. in their
+``pyproject.toml``::
+
+    [project.entry-points."cirbench.models"]
+    mynet = "mypkg.nets:MyNet"
+
+``mynet`` then works both as a card's ``arch`` (called with the card's kwargs) and, when no card
+has that name, directly as ``cirbench run --models mynet`` (like ``mypkg.nets:MyNet``).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.metadata import entry_points
@@ -196,6 +209,10 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
         return JpegBaseline()
     if ":" in name and not name.endswith(".toml") and not Path(name).exists():
         return _user_model(name, weights, settings, device)
+    if not name.endswith(".toml") and name not in list_cards():
+        ep = next((e for e in entry_points(group="cirbench.models") if e.name == name), None)
+        if ep is not None:
+            return _user_model(ep.value, weights, settings, device)
     card = load_card(name)
     if weights is not None:
         paths = [Path(w) for w in (weights if isinstance(weights, list) else [weights])]
@@ -222,6 +239,19 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
     return TorchRestorer(nets, info, settings, device=device)
 
 
+def _import_user_module(mod_name: str):
+    """Import ``mod_name``; if it is not found, retry with the current directory on ``sys.path``
+    (the ``cirbench`` console script does not put it there, unlike ``python -m``)."""
+    try:
+        return importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name is None or not mod_name.startswith(exc.name) or cwd in sys.path:
+            raise  # a missing dependency inside the user's module, or CWD already searched
+        sys.path.append(cwd)  # appended: installed packages keep precedence
+        return importlib.import_module(mod_name)
+
+
 def _user_model(spec: str, weights, settings, device: str) -> Restorer:
     """``package.module:attr`` — an nn.Module (instance, class or factory) or a batch callable."""
     import torch
@@ -231,7 +261,7 @@ def _user_model(spec: str, weights, settings, device: str) -> Restorer:
 
     mod_name, _, attr = spec.partition(":")
     try:
-        obj: Any = getattr(importlib.import_module(mod_name), attr)
+        obj: Any = getattr(_import_user_module(mod_name), attr)
     except (ImportError, AttributeError) as exc:
         raise KeyError(f"user model {spec!r}: cannot import ({exc})") from None
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, torch.nn.Module)

@@ -125,18 +125,19 @@ class RecordWriter:
 
     def write(self, records: Iterable[dict]) -> None:
         """Append records whose key is not yet on disk, then flush and fsync."""
-        lines = []
+        lines, keys = [], set()
         for rec in records:
-            if _key(rec) in self.done:
+            if _key(rec) in self.done or _key(rec) in keys:
                 continue  # already on disk (a resumed image whose batch was half written)
             missing = [f for f in FIELDS if f not in rec]
             if missing:
                 raise ValueError(f"record lacks fields {missing}")
             lines.append(json.dumps({k: _clean(v) for k, v in rec.items()}, sort_keys=False) + "\n")
-            self.done.add(_key(rec))
+            keys.add(_key(rec))
         self._fh.write("".join(lines))
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        self.done |= keys  # only once on disk: a batch refused half-way marks nothing done
 
     def close(self) -> None:
         self._fh.close()

@@ -1,0 +1,218 @@
+"""``cirbench models info``: a model's card, size, compute and memory, and where its weights are.
+
+Measurements are made with random weights when the real ones are absent (they do not depend on
+the values), on one 1 x C x size x size input padded as the harness would pad it:
+
+* **GFLOPs** from ``torch.utils.flop_counter.FlopCounterMode`` for one forward at batch 1. It counts
+  matrix products and convolutions (incl. attention via matmul/SDPA) as 2 FLOPs per multiply-add;
+  element-wise ops, norms and softmax are not counted. GMACs (= GFLOPs / 2) are also shown, since
+  papers often quote MACs as "FLOPs".
+* **Peak memory** on CPU: the growth of the resident set size during one forward under
+  ``torch.inference_mode()``, in a fresh subprocess. After a small warm-up forward, ``gc`` and glibc
+  ``malloc_trim``, the kernel's high-water mark is reset (``/proc/self/clear_refs``); the result is
+  ``VmHWM`` after the forward minus ``VmRSS`` before it. It includes activations, temporary buffers
+  and allocator overhead, and excludes the weights and the input (shown separately). Linux only;
+  elsewhere it is reported as not measured. ``tracemalloc`` cannot be used: torch allocates outside
+  Python's allocator.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["model_info", "model_stats", "measure", "peak_rss_growth"]
+
+
+def _network(name: str, weights: str | None):
+    """(network or callable, ModelInfo-like dict, card or None, weights status line)."""
+    import torch
+
+    from .checkpoints import load_into
+    from .models import build_network, create_model, load_card
+
+    if ":" in name and not name.endswith(".toml") and not Path(name).exists():
+        restorer = create_model(name, weights=weights)
+        if not hasattr(restorer, "nets"):
+            raise ValueError(f"{name}: a ready-made restorer; cirbench cannot look inside it to measure it")
+        net, info = restorer.nets[0], restorer.info
+        status = f"{weights} (loaded)" if weights else "user model (its own initialisation)"
+        return net, info, None, status
+    card = load_card(name)
+    net = build_network(card).eval()
+    paths = [Path(weights)] if weights else card.weight_paths()
+    present = [p for p in paths if p.exists()]
+    if weights:
+        load_into(net, weights)  # checks the file matches the architecture
+        status = f"{weights} (loaded, matches the architecture)"
+    elif paths and len(present) == len(paths):
+        status = "present: " + ", ".join(str(p) for p in paths)
+    else:
+        missing = [str(p) for p in paths if not p.exists()] or ["(no weights file named in the card)"]
+        where = "; ".join(card.urls) if card.urls else "no public URL known"
+        status = (f"MISSING {', '.join(missing)} — measured with random weights. Get them from: {where}"
+                  + (f" ({card.weights_note})" if card.weights_note else ""))
+    info = {"channels": card.channels, "pad_multiple": card.pad_multiple, "pad_mode": card.pad_mode,
+            "params": sum(p.numel() for p in net.parameters()) if isinstance(net, torch.nn.Module) else None}
+    return net, info, card, status
+
+
+def _info_dict(info) -> dict:
+    return info if isinstance(info, dict) else {"channels": info.channels, "pad_multiple": info.pad_multiple,
+                                                "pad_mode": info.pad_mode, "params": info.params}
+
+
+def _input(info: dict, size: int):
+    import torch
+
+    from .inference import pad_image
+
+    x = torch.rand(1, info["channels"] or 3, size, size, generator=torch.Generator().manual_seed(0))
+    multiple = max(1, info["pad_multiple"])
+    return pad_image(x, multiple, info["pad_mode"]) if multiple > 1 else x
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    # Linux >= 4.0: writing 5 to clear_refs resets the high-water mark (VmHWM) to the current RSS,
+    # so imports and model construction do not count towards the forward's peak.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim_heap() -> None:
+    # Hand freed heap pages back to the OS so the forward's growth is not hidden by reuse.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_rss_growth(fn):
+    """Run ``fn()``; return ``(result, bytes)`` where bytes is the peak resident-set growth during
+    the call (``VmHWM`` after minus ``VmRSS`` before, the high-water mark reset first), or None
+    where the kernel interface is missing. Freed heap is trimmed first so reuse does not hide growth."""
+    import gc
+
+    gc.collect()
+    _trim_heap()
+    ok = _reset_peak()
+    before = _status_bytes("VmRSS")
+    result = fn()
+    peak = _status_bytes("VmHWM")
+    growth = max(0, peak - before) if ok and peak is not None and before is not None else None
+    return result, growth
+
+
+def measure(name: str, size: int, weights: str | None = None) -> dict:
+    """Peak RSS growth and time of one forward (run this in a fresh process; see the module doc)."""
+    import torch
+
+    net, info, _, _ = _network(name, weights)
+    d = _info_dict(info)
+    x = _input(d, size)
+    with torch.inference_mode():  # a small warm-up forward: one-time library set-up is not the model's
+        net(_input(d, max(8, d["pad_multiple"])))
+
+    def forward() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            net(x)  # the output is dropped at once; its memory is part of the peak
+            return time.perf_counter() - start
+
+    seconds, peak = peak_rss_growth(forward)
+    return {"peak_bytes": peak, "seconds": seconds}
+
+
+def _measure_in_subprocess(name: str, size: int, weights: str | None, threads: int) -> dict:
+    code = ("import json, sys, torch; from cirbench.zoo_info import measure; "
+            f"torch.set_num_threads({threads}); "
+            "print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), sys.argv[3] or None)))")
+    proc = subprocess.run([sys.executable, "-c", code, name, str(size), weights or ""], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"peak_bytes": None, "seconds": None, "error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def model_stats(name: str, size: int = 256, weights: str | None = None, *, memory: bool = True) -> dict:
+    """The numbers behind :func:`model_info`: params, buffers, input shape, flops (2 per MAC),
+    peak_bytes and forward_seconds (None when not measured), weights status, card."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net, info, card, status = _network(name, weights)
+    d = _info_dict(info)
+    is_module = isinstance(net, torch.nn.Module)
+    x = _input(d, size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(x)
+    stats = {"name": name, "card": card, **d, "input_shape": tuple(x.shape), "flops": counter.get_total_flops(),
+             "params": sum(p.numel() for p in net.parameters()) if is_module else None,
+             "buffers": sum(b.numel() for b in net.buffers()) if is_module else 0,
+             "weights_bytes": sum(t.numel() * t.element_size() for t in net.state_dict().values()) if is_module else 0,
+             "input_bytes": x.numel() * x.element_size(), "weights_status": status, "threads": torch.get_num_threads(),
+             "peak_bytes": None, "forward_seconds": None, "memory_note": "not measured"}
+    if memory:
+        m = _measure_in_subprocess(name, size, weights, torch.get_num_threads())
+        stats["peak_bytes"], stats["forward_seconds"] = m["peak_bytes"], m["seconds"]
+        stats["memory_note"] = m.get("error") or ("" if m["peak_bytes"] is not None else "needs Linux /proc")
+    return stats
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
+def model_info(name: str, size: int = 256, weights: str | None = None, *, memory: bool = True) -> str:
+    """A text report on a model card (or ``module:attr``): card fields, parameters, GFLOPs and peak
+    memory of one forward at ``size`` x ``size``, and the weights' status. Works without weights."""
+    if name == "jpeg":
+        return "model: jpeg\nthe JPEG-compressed input itself (zero baseline): no network, no weights"
+    s = model_stats(name, size, weights, memory=memory)
+    card = s["card"]
+    lines = [f"model: {name}"]
+    if card is not None:
+        lines += [f"card: {card.path}", f"description: {card.description}", f"architecture: {card.arch}",
+                  f"kwargs: {json.dumps(card.kwargs)}" if card.kwargs else "kwargs: (architecture defaults)",
+                  f"licence: {card.license or 'not stated'}", f"citation: {card.citation or 'not stated'}",
+                  f"setting: {card.setting}", f"takes QF: {'yes' if card.takes_qf else 'no'}"]
+    lines.append(f"channels: {s['channels']}; padding: {s['pad_mode']} to a multiple of {s['pad_multiple']}")
+    if s["params"] is not None:
+        lines.append(f"parameters: {s['params']:,} ({s['params'] / 1e6:.3f} M)"
+                     + (f"; buffers: {s['buffers']:,} elements" if s["buffers"] else ""))
+    shape = "x".join(str(v) for v in s["input_shape"])
+    lines.append(f"compute at {size}x{size} (network input {shape}): {s['flops'] / 1e9:.2f} GFLOPs "
+                 f"({s['flops'] / 2e9:.2f} GMACs; FlopCounterMode, matmul/conv only)")
+    if s["peak_bytes"] is not None:
+        lines.append(f"peak memory of one CPU forward: {_human(s['peak_bytes'])} above the resident set "
+                     f"(VmHWM growth in a fresh process; weights {_human(s['weights_bytes'])} and input "
+                     f"{_human(s['input_bytes'])} not included); that forward took {s['forward_seconds']:.2f} s "
+                     f"on {s['threads']} thread(s)")
+    elif memory:
+        lines.append(f"peak memory: not measured ({s['memory_note']})")
+    lines.append(f"weights: {s['weights_status']}")
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""Dataset registry, data-root precedence, embedded fallback, folder:PATH, gray variants and verify()."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirbench import datasets
+from cirbench.datasets import REGISTRY, DatasetMissing, data_root, get_dataset, verify
+from cirbench.images import read_image
+
+SHARED = Path(os.environ.get("CIRBENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+
+def _shared(sub: str) -> Path:
+    if not (SHARED / sub).is_dir():
+        pytest.skip(f"{SHARED / sub} not available")
+    return SHARED
+
+
+def test_registry_names():
+    assert set(REGISTRY) == {"live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray"}
+    assert {n for n, s in REGISTRY.items() if not s.color} == {"live1_gray", "classic5", "bsds500_gray",
+                                                               "div2k_gray"}
+    for name in ("live1_gray", "bsds500_gray", "div2k_gray"):
+        assert REGISTRY[name].gray_of == name.removesuffix("_gray")
+    assert len(datasets.read_manifest("classic5.tsv")) == 5
+    assert len(datasets.read_manifest("live1.tsv")) == 29
+    assert len(datasets.read_manifest("bsds500.tsv")) == 200
+    assert REGISTRY["div2k"].expected == tuple(f"{i:04d}.png" for i in range(801, 901))
+
+
+def test_manifests_match_shared():
+    """The packaged manifests are the ones of shared/datasets (sha256 per file)."""
+    for name, sub in (("classic5.tsv", "classic5"), ("live1.tsv", "live1"), ("bsds500.tsv", "bsds500/test")):
+        shared = SHARED / sub / "MANIFEST.tsv"
+        if not shared.is_file():
+            continue
+        ours = {k: v["sha256"] for k, v in datasets.read_manifest(name).items()}
+        theirs = dict(line.split("\t")[0:6:5] for line in shared.read_text().splitlines()[1:] if line)
+        assert ours == theirs
+
+
+def test_data_root_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIRBENCH_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    assert data_root(None) == tmp_path / "env"
+    monkeypatch.delenv("CIRBENCH_DATA")
+    assert data_root() == tmp_path / "xdg" / "cirbench" / "datasets"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root() == tmp_path / "home" / ".cache" / "cirbench" / "datasets"
+
+
+def test_data_root_from_env_is_used(tmp_path, monkeypatch):
+    _shared("classic5")
+    monkeypatch.setenv("CIRBENCH_DATA", str(SHARED))
+    ds = get_dataset("classic5")
+    assert ds.source == "data-root"
+    assert ds.root == SHARED / "classic5"
+    # the explicit argument beats the environment: an empty root falls back to the embedded copy
+    assert get_dataset("classic5", tmp_path).source == "embedded"
+
+
+def test_embedded_fallback(tmp_path):
+    for name, n in (("classic5", 5), ("live1", 29), ("live1_gray", 29)):
+        ds = get_dataset(name, tmp_path)
+        assert ds.source == "embedded", name
+        assert len(ds) == n
+        assert all(p.is_file() for p in ds.files)
+        assert ds.manifest_sha256
+    img = get_dataset("live1_gray", tmp_path)
+    assert img.load(img.files[0]).ndim == 2
+    for name in ("bsds500", "bsds500_gray", "div2k", "div2k_gray"):
+        with pytest.raises(DatasetMissing) as err:
+            get_dataset(name, tmp_path)
+        msg = str(err.value)
+        assert name in msg and str(tmp_path) in msg and "DATA_ROOT" not in msg
+    with pytest.raises(DatasetMissing, match="BSR_bsds500"):
+        get_dataset("bsds500", tmp_path)
+
+
+def test_embedded_files_equal_shared(tmp_path):
+    _shared("classic5")
+    emb, shared = get_dataset("classic5", tmp_path), get_dataset("classic5", SHARED)
+    for a, b in zip(emb.files, shared.files, strict=True):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+
+
+def test_unknown_dataset_suggests():
+    with pytest.raises(KeyError, match="did you mean 'classic5'"):
+        get_dataset("clasic5")
+
+
+def test_folder_dataset(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("b.png", "a.bmp", "c.jpg"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub").mkdir()
+    ds = get_dataset(f"folder:{tmp_path}")
+    assert [p.name for p in ds.files] == ["a.bmp", "b.png", "c.jpg"]
+    assert ds.source == "folder" and not ds.gray
+    assert [n for n, _ in ds] == ["a.bmp", "b.png", "c.jpg"]
+    assert ds.load(ds.files[1]).shape == (20, 24, 3)
+    with pytest.raises(DatasetMissing, match="not found"):
+        get_dataset(f"folder:{tmp_path / 'nope'}")
+    with pytest.raises(DatasetMissing, match="no images"):
+        get_dataset(f"folder:{tmp_path / 'sub'}")
+
+
+def _plain_y(rgb):
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    return np.round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255).astype(np.uint8)
+
+
+def test_gray_variants_are_rounded_luma(tmp_path):
+    colour, gray = get_dataset("live1", tmp_path), get_dataset("live1_gray", tmp_path)
+    assert [p.name for p in colour.files] == [p.name for p in gray.files]
+    for p in colour.files[:3]:
+        rgb = colour.load(p)
+        y = gray.load(p)
+        assert rgb.ndim == 3 and y.ndim == 2 and y.dtype == np.uint8
+        assert np.array_equal(y, _plain_y(rgb))
+    if (SHARED / "bsds500" / "test").is_dir():
+        c, g = get_dataset("bsds500", SHARED), get_dataset("bsds500_gray", SHARED)
+        assert len(c) == len(g) == 200
+        assert np.array_equal(g.load(g.files[0]), _plain_y(c.load(c.files[0])))
+    # Classic5 is gray as stored
+    c5 = get_dataset("classic5", tmp_path)
+    assert c5.load(c5.files[0]).ndim == 2
+
+
+def test_verify_reports_missing_extra_mismatched(tmp_path):
+    src = get_dataset("classic5", tmp_path / "empty")
+    folder = tmp_path / "root" / "classic5"
+    folder.mkdir(parents=True)
+    for p in src.files:
+        shutil.copy(p, folder / p.name)
+    rep = verify("classic5", tmp_path / "root")
+    assert rep.ok and rep.checked == 5 and not (rep.missing or rep.extra or rep.mismatched)
+    (folder / "peppers.bmp").unlink()
+    shutil.copy(src.files[0], folder / "extra.png")
+    data = bytearray((folder / "lena.bmp").read_bytes())
+    data[5000] ^= 0xFF
+    (folder / "lena.bmp").write_bytes(bytes(data))
+    rep = verify("classic5", tmp_path / "root")
+    assert not rep.ok
+    assert rep.missing == ["peppers.bmp"]
+    assert rep.extra == ["extra.png"]
+    assert len(rep.mismatched) == 1 and rep.mismatched[0].startswith("lena.bmp") and "sha256" in rep.mismatched[0]
+    assert rep.checked == 4
+    # a truncated file is reported by its size
+    (folder / "boats.bmp").write_bytes((folder / "boats.bmp").read_bytes()[:-10])
+    rep = verify("classic5", tmp_path / "root")
+    assert any(m.startswith("boats.bmp") and "bytes" in m for m in rep.mismatched)
+    # the incomplete folder is not used: the embedded copy is
+    assert get_dataset("classic5", tmp_path / "root").source == "embedded"
+
+
+def test_verify_shared_ok():
+    _shared("bsds500")
+    for name in ("classic5", "live1", "bsds500"):
+        rep = verify(name, SHARED)
+        assert rep.ok and not rep.extra, (name, rep)
+    rep = verify("live1_gray", SHARED)  # checks the colour originals it is computed from
+    assert rep.ok and rep.folder == SHARED / "live1"
+
+
+def test_div2k_synthetic_stand_in(tmp_path):
+    folder = tmp_path / "div2k" / "valid"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for i in range(801, 901):
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    ds = get_dataset("div2k", tmp_path)
+    assert len(ds) == 100 and ds.source == "data-root"
+    assert ds.files[0].name == "0801.png" and ds.files[-1].name == "0900.png"
+    assert ds.load(ds.files[0]).shape == (12, 16, 3)
+    gray = get_dataset("div2k_gray", tmp_path)
+    assert gray.load(gray.files[0]).shape == (12, 16)
+    rep = verify("div2k", tmp_path)
+    assert rep.ok and rep.checked == 100 and "no checksums" in rep.note
+    (folder / "0850.png").unlink()
+    (folder / "0901.png").write_bytes((folder / "0801.png").read_bytes())
+    rep = verify("div2k", tmp_path)
+    assert rep.missing == ["0850.png"] and rep.extra == ["0901.png"] and not rep.ok
+    with pytest.raises(DatasetMissing, match="99 of 100"):
+        get_dataset("div2k", tmp_path)
+
+
+def test_cli_datasets_verify(tmp_path, capsys):
+    from cirbench.cli import main
+
+    src = get_dataset("classic5", tmp_path / "empty")
+    folder = tmp_path / "root" / "classic5"
+    folder.mkdir(parents=True)
+    for p in src.files:
+        shutil.copy(p, folder / p.name)
+    data = bytearray((folder / "barbara.bmp").read_bytes())
+    data[-1] ^= 1
+    (folder / "barbara.bmp").write_bytes(bytes(data))
+    assert main(["datasets", "verify", "classic5", "--data-root", str(tmp_path / "root")]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "barbara.bmp" in out
+    assert read_image(src.files[0]).shape == (512, 512)

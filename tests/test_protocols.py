@@ -1,0 +1,146 @@
+"""Protocol TOML files: the packaged ones load; bad files give errors naming the file and key."""
+
+import pytest
+
+from cirbench.config import ConfigError
+from cirbench.protocols import Degradation, list_protocols, load_protocol
+
+ALL7 = ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray"]
+
+
+@pytest.mark.parametrize(
+    "name,n_jobs,datasets",
+    [
+        ("blind", 7 * 4, ALL7),
+        ("nonblind", 7 * 4, ALL7),
+        ("unseen", 7 * 19, ALL7),
+        ("double", 5 * 9 * 2, ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray"]),
+        ("smoke", 2 * 2, ["classic5", "live1"]),
+    ],
+)
+def test_packaged_protocols_load(name, n_jobs, datasets):
+    assert name in list_protocols()
+    p = load_protocol(name)
+    assert p.name == name and p.version
+    assert len(p.jobs) == n_jobs
+    assert p.datasets == datasets
+    assert len(p.sha256) == 64
+    assert "jpeg" in p.models
+
+
+def test_blind_and_nonblind():
+    blind, nonblind = load_protocol("blind"), load_protocol("nonblind")
+    assert not blind.give_qf and nonblind.give_qf
+    assert {g.qf for _, g in blind.jobs} == {10, 20, 30, 40}
+    assert all(g.name == "jpeg" and g.qf1 is None for _, g in blind.jobs)
+    assert blind.setting == "single"
+    unseen = load_protocol("unseen")
+    assert sorted({g.qf for _, g in unseen.jobs}) == list(range(5, 100, 5))
+
+
+def test_double_degradations():
+    p = load_protocol("double")
+    names = {g.name for _, g in p.jobs}
+    assert names == {f"double-q{q1}-s{s}x{s}" for q1 in (10, 30, 50) for s in (4, 0)}
+    assert ("classic5", Degradation(10, 30, (4, 4))) in p.jobs
+    assert Degradation(10, 30, (4, 4)).name == "double-q30-s4x4"
+    assert Degradation(10).name == "jpeg"
+    assert {g.qf for _, g in p.jobs} == {10, 30, 50}
+
+
+def test_load_by_path(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\nversion = "0.1"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [5, 95]\n')
+    p = load_protocol(f)
+    assert p.path == f and p.jobs == (("classic5", Degradation(5)), ("classic5", Degradation(95)))
+    assert p.models == ("jpeg",) and p.description == ""
+
+
+def _write(tmp_path, body: str):
+    f = tmp_path / "bad.toml"
+    f.write_text('name = "bad"\nversion = "1"\n' + body)
+    return f
+
+
+def test_unknown_task_key_names_file_and_suggests(tmp_path):
+    f = _write(tmp_path, '[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\nqff = [10]\n')
+    with pytest.raises(ConfigError) as err:
+        load_protocol(f)
+    msg = str(err.value)
+    assert str(f) in msg and "'qff'" in msg and "did you mean 'qfs'" in msg
+
+
+def test_unknown_top_key(tmp_path):
+    f = _write(tmp_path, 'descripton = "x"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n')
+    with pytest.raises(ConfigError, match="did you mean 'description'") as err:
+        load_protocol(f)
+    assert str(f) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ('[[tasks]]\ndatasets = ["classic5"]\n', "missing required key 'qfs'"),
+        ('[[tasks]]\ndatasets = ["clasic5"]\nqfs = [10]\n', "did you mean 'classic5'"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [0]\n', "1..100"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10.5]\n', "1..100"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = []\n', "non-empty"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = 10\n', "must be a list"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\ndegradation = "webp"\n', "degradation"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\nshift = [4, 4]\n', "only apply"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\ndegradation = "double"\n', "qf1"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\ndegradation = "double"\nqf1 = [30]\nshift = [8, 0]\n',
+         "shift"),
+        ('give_qf = "yes"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n', "true/false"),
+    ],
+)
+def test_invalid_protocols(tmp_path, body, match):
+    f = _write(tmp_path, body)
+    with pytest.raises(ConfigError, match=match) as err:
+        load_protocol(f)
+    assert str(f) in str(err.value)
+
+
+def test_missing_top_level_key(tmp_path):
+    f = tmp_path / "x.toml"
+    f.write_text('name = "x"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n')
+    with pytest.raises(ConfigError, match="missing required key 'version'"):
+        load_protocol(f)
+
+
+def test_malformed_toml_names_file(tmp_path):
+    f = tmp_path / "broken.toml"
+    f.write_text('name = "broken\nversion = 1\n')
+    with pytest.raises(ConfigError, match="malformed TOML") as err:
+        load_protocol(f)
+    assert str(f) in str(err.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_protocol(tmp_path / "absent.toml")
+
+
+def test_unknown_protocol_name_suggests():
+    with pytest.raises(ConfigError, match="did you mean 'blind'") as err:
+        load_protocol("blnd")
+    assert "known:" in str(err.value) and "nonblind" in str(err.value)
+
+
+def test_protocols_env_dir_overrides(tmp_path, monkeypatch):
+    (tmp_path / "blind.toml").write_text('name = "blind"\nversion = "9"\n[[tasks]]\ndatasets = ["classic5"]\n'
+                                         "qfs = [50]\n")
+    monkeypatch.setenv("CIRBENCH_PROTOCOLS", str(tmp_path))
+    p = load_protocol("blind")
+    assert p.version == "9" and len(p.jobs) == 1
+
+
+def test_select_filters():
+    p = load_protocol("blind")
+    s = p.select(["classic5", "live1"], [10, 40])
+    assert s.jobs == (("live1", Degradation(10)), ("live1", Degradation(40)),
+                      ("classic5", Degradation(10)), ("classic5", Degradation(40)))
+    assert p.select().jobs == p.jobs
+    assert len(p.select(qfs=[20]).jobs) == 7
+    assert p.select(["classic5"], [99]).jobs == ()
+    extra = p.select(["folder:/some/where"], [10])
+    assert extra.jobs == (("folder:/some/where", Degradation(10)),)
+    d = load_protocol("double").select(["classic5"], [10])
+    assert {g.name for _, g in d.jobs} == {f"double-q{q}-s{s}x{s}" for q in (10, 30, 50) for s in (4, 0)}

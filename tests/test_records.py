@@ -1,0 +1,117 @@
+"""Per-image records: round trip, torn lines, duplicate keys, resume."""
+
+import json
+import math
+
+import pytest
+
+from cirbench.records import FIELDS, KEY, RECORDS_FILE, RecordWriter, iter_records, read_records
+
+
+def rec(image="a.png", qf=10, space="gray", psnr=30.5, **extra):
+    r = {"model": "jpeg", "setting": "single", "dataset": "classic5", "image": image, "degradation": "jpeg",
+         "qf": qf, "space": space, "psnr": psnr, "ssim": 0.9, "psnrb": 29.0, "seconds": 0.0, "height": 64,
+         "width": 48, "sha256": "ab" * 32, "nonfinite": False}
+    r.update(extra)
+    return r
+
+
+def test_round_trip_with_inf(tmp_path):
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("a.png"), rec("b.png", psnr=math.inf, qf_pred=12.5), rec("c.png", psnr=-math.inf)])
+    got = list(iter_records(tmp_path))
+    assert [r["image"] for r in got] == ["a.png", "b.png", "c.png"]
+    assert got[0] == rec("a.png")
+    assert got[1]["psnr"] == math.inf and got[1]["qf_pred"] == 12.5
+    assert got[2]["psnr"] == -math.inf
+    # the file is strict JSON (no bare Infinity)
+    for line in (tmp_path / RECORDS_FILE).read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    df = read_records(tmp_path)
+    assert len(df) == 3 and df["psnr"].iloc[1] == math.inf
+    assert set(FIELDS) <= set(df.columns)
+    assert list(iter_records(tmp_path / RECORDS_FILE)) == got  # the file itself works too
+
+
+def test_nan_round_trip(tmp_path):
+    with RecordWriter(tmp_path) as w:
+        w.write([rec(ssim=math.nan, nonfinite=True)])
+    (r,) = iter_records(tmp_path)
+    assert math.isnan(r["ssim"]) and r["nonfinite"] is True
+
+
+def test_empty_and_missing(tmp_path):
+    assert list(iter_records(tmp_path / "nothing")) == []
+    df = read_records(tmp_path)
+    assert len(df) == 0 and list(df.columns) == list(FIELDS)
+
+
+def test_torn_last_line_ignored_and_repaired(tmp_path):
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("a.png"), rec("b.png")])
+    path = tmp_path / RECORDS_FILE
+    full = json.dumps(rec("c.png")) + "\n"
+    with open(path, "a") as fh:
+        fh.write(full[: len(full) // 2])  # a crash mid-write
+    assert [r["image"] for r in iter_records(tmp_path)] == ["a.png", "b.png"]
+    with RecordWriter(tmp_path) as w:
+        assert path.read_bytes().endswith(b"\n")  # repaired on open
+        assert not w.has(**{k: rec("c.png")[k] for k in KEY})
+        w.write([rec("c.png")])
+    assert [r["image"] for r in iter_records(tmp_path)] == ["a.png", "b.png", "c.png"]
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_garbage_complete_line_skipped(tmp_path):
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("a.png")])
+    with open(tmp_path / RECORDS_FILE, "a") as fh:
+        fh.write("{not json\n")
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("b.png")])
+    assert [r["image"] for r in iter_records(tmp_path)] == ["a.png", "b.png"]
+
+
+def test_duplicate_keys_skipped(tmp_path):
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("a.png"), rec("a.png", psnr=99.0), rec("a.png", space="y")])
+        w.write([rec("a.png", psnr=1.0)])
+    with RecordWriter(tmp_path) as w:  # and across reopenings
+        w.write([rec("a.png", psnr=2.0), rec("a.png", qf=20)])
+    got = list(iter_records(tmp_path))
+    assert [(r["space"], r["qf"], r["psnr"]) for r in got] == [("gray", 10, 30.5), ("y", 10, 30.5),
+                                                                ("gray", 20, 30.5)]
+
+
+def test_resume_has(tmp_path):
+    key = {k: rec()[k] for k in KEY}
+    with RecordWriter(tmp_path) as w:
+        assert not w.has(**key)
+        w.write([rec()])
+        assert w.has(**key)
+        assert not w.has(**{**key, "qf": 20})
+        assert not w.has(**{**key, "model": "fbcnn"})
+    w = RecordWriter(tmp_path)
+    try:
+        assert w.has(**key)
+    finally:
+        w.close()
+
+
+def test_missing_fields_rejected(tmp_path):
+    bad = rec()
+    del bad["sha256"]
+    with RecordWriter(tmp_path) as w, pytest.raises(ValueError, match="sha256"):
+        w.write([bad])
+    assert list(iter_records(tmp_path)) == []
+
+
+def test_refused_batch_marks_nothing_done(tmp_path):
+    bad = rec("b.png")
+    del bad["seconds"]
+    with RecordWriter(tmp_path) as w:
+        with pytest.raises(ValueError, match="seconds"):
+            w.write([rec("a.png"), bad])
+        assert not w.has(**{k: rec("a.png")[k] for k in KEY})
+        w.write([rec("a.png")])  # not skipped as a duplicate of a record that was never written
+    assert [r["image"] for r in iter_records(tmp_path)] == ["a.png"]
