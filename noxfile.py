@@ -50,14 +50,14 @@ def bench(session: nox.Session) -> None:
     install_torch(session)
     session.install("-e", ".[test]")
     args = ["pytest", "benchmarks", "--benchmark-only", "--benchmark-autosave", "-p", "no:cacheprovider"]
-    if BENCH_BASELINE.is_file():
-        args += [f"--benchmark-compare={BENCH_BASELINE}", "--benchmark-compare-fail=mean:25%"]
-    else:
-        session.warn(f"no {BENCH_BASELINE}: timings are saved but not compared")
     informational = bool(os.environ.get("CI"))
-    code = session.run(*args, *session.posargs, success_codes=[0, 1] if informational else [0])
-    if informational and code:
-        session.warn("benchmarks slower than the baseline (informational on CI; not a failure)")
+    if not BENCH_BASELINE.is_file():
+        session.warn(f"no {BENCH_BASELINE}: timings are saved but not compared")
+    elif informational:
+        args.append(f"--benchmark-compare={BENCH_BASELINE}")  # the table only: slower is no failure here
+    else:
+        args += [f"--benchmark-compare={BENCH_BASELINE}", "--benchmark-compare-fail=mean:25%"]
+    session.run(*args, *session.posargs)
 
 
 # The cross-check: our Y PSNR/SSIM and pyiqa's on one LIVE1 pair. pyiqa uses an unrounded Y (BasicSR's

@@ -81,6 +81,33 @@ def cmd_run(args) -> int:
 
 
 # --- report ----------------------------------------------------------------------------------------
+def _crop_provider(data_root):
+    """Pixels for the visual-comparison plots: records hold none, so the image is degraded and the
+    model run again (once per crop; models are built once)."""
+    from .datasets import DatasetMissing, get_dataset
+    from .models import WeightsMissing, create_model
+    from .protocols import Degradation
+    from .runner import degrade
+
+    models = {}
+
+    def provide(dataset, image, degradation, qf, model):
+        try:
+            ds = get_dataset(dataset, data_root)
+            comp, gt = degrade(ds.load(ds.root / image), Degradation.from_name(degradation, qf))
+            if model is None:
+                return gt
+            if model == "jpeg":
+                return comp.pixels
+            if model not in models:
+                models[model] = create_model(model)
+            return models[model].restore(comp.pixels).image
+        except (DatasetMissing, WeightsMissing, KeyError, OSError):
+            return None  # that panel is left out
+
+    return provide
+
+
 def cmd_report(args) -> int:
     from .report import render
 
@@ -93,7 +120,7 @@ def cmd_report(args) -> int:
         from .plots import make_plots
 
         plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published,
-                           data_root=args.data_root)
+                           data_root=args.data_root, crop_provider=_crop_provider(args.data_root))
         print(f"{len(plots)} plot files in {args.plots}", file=sys.stderr)
     if args.format == "html" and args.plots:
         kwargs["plots_dir"] = args.plots
@@ -110,7 +137,7 @@ def cmd_report(args) -> int:
 def cmd_datasets(args) -> int:
     from tabulate import tabulate
 
-    from .datasets import REGISTRY, DatasetMissing, data_root, get_dataset, verify
+    from .datasets import REGISTRY, DatasetMissing, closest, data_root, get_dataset, verify
 
     root = data_root(args.data_root)
     if args.action == "list":
@@ -129,7 +156,7 @@ def cmd_datasets(args) -> int:
     bad = 0
     for name in names:
         if name not in REGISTRY:
-            raise KeyError(f"unknown dataset {name!r}")
+            raise KeyError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}")
         rep = verify(name, args.data_root)
         status = "ok" if rep.ok else "FAILED"
         if rep.missing and rep.checked == 0:
@@ -298,8 +325,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"cirbench: error: {msg}", file=sys.stderr)
+        print(f"cirbench: error: {_one_line(msg)}", file=sys.stderr)
         return 2
+
+
+def _one_line(msg: str) -> str:
+    """Fold a multi-line message (e.g. a checkpoint's key lists) into one line: after a line ending
+    in ':' with a space, between items with '; '."""
+    out = ""
+    for line in (part.strip() for part in str(msg).splitlines()):
+        if line:
+            out += line if not out else (" " if out.endswith(":") else "; ") + line
+    return out
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from .datasets import closest
 
-__all__ = ["ConfigError", "load_toml", "check_table", "file_sha256_text"]
+__all__ = ["ConfigError", "load_toml", "check_table", "find_tomls"]
 
 
 class ConfigError(ValueError):
@@ -51,7 +52,16 @@ def check_table(table: dict, schema: dict[str, Any], *, where: str, required: tu
     return table
 
 
-def file_sha256_text(path: str | Path) -> str:
-    import hashlib
+def find_tomls(env_var: str, packaged: str) -> dict[str, Path]:
+    """TOML files by stem: the folders in ``$env_var`` (os.pathsep-separated) first, then the packaged
+    folder ``cirbench/data/<packaged>``; the first file of a name wins."""
+    from importlib import resources
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    dirs.append(Path(str(resources.files("cirbench") / "data" / packaged)))
+    found: dict[str, Path] = {}
+    for d in dirs:
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                found.setdefault(p.stem, p)
+    return found

@@ -40,14 +40,18 @@ class InferenceSettings:
     ensemble: str = "none"  # "none" or "transpose"
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     channels_last: bool = False
-    auto_tile_pixels: int = 4096 * 4096  # larger images are tiled automatically (bounded memory)
+    auto_tile_pixels: int = 4096 * 4096  # larger images are tiled automatically (bounded memory)...
+    auto_tile: int = 1024  # ...in tiles of this side
     min_tile: int = 64
+    # The official NTIRE script's rule: tiles are min(tile, H, W) squares even when the whole image
+    # fits in one tile (so a non-square image smaller than the tile is still tiled).
+    square_tiles: bool = False
 
     @classmethod
     def named(cls, name: str, **overrides) -> InferenceSettings:
         presets = {
             "single": cls(),
-            "ntire24": cls(name="ntire24", tile=384, overlap=96, ensemble="transpose"),
+            "ntire24": cls(name="ntire24", tile=384, overlap=96, ensemble="transpose", square_tiles=True),
         }
         if name not in presets:
             raise ValueError(f"unknown inference setting {name!r}; known: {', '.join(presets)}")
@@ -135,7 +139,10 @@ class TorchRestorer:
     def _run_padded(self, net, x: torch.Tensor, qf_input, tile: int | None):
         """Run ``net`` on an already padded batch, whole or in tiles; returns (out, qf_hat)."""
         h, w = x.shape[-2:]
-        if tile is None or (tile >= h and tile >= w):
+        # One tile covering the image means a whole-image forward; under the official square-tile rule
+        # that holds only for a square image no larger than the tile.
+        side = None if tile is None else min(tile, h, w) if self.settings.square_tiles else tile
+        if side is None or (side >= h and side >= w):
             return self._forward(net, x, qf_input)
         align = math.lcm(8, max(1, self.info.pad_multiple))
         tile = max(align, tile // align * align)
@@ -186,7 +193,7 @@ class TorchRestorer:
             qf_input = torch.full((1, 1), 1 - qf / 100, device=self.device)
         tile = self.settings.tile
         if tile is None and img.shape[0] * img.shape[1] > self.settings.auto_tile_pixels:
-            tile = 1024
+            tile = self.settings.auto_tile
         start = time.perf_counter()
         while True:
             try:

@@ -30,14 +30,13 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .config import ConfigError, check_table, load_toml
+from .config import ConfigError, check_table, find_tomls, load_toml
 from .datasets import closest
 
 __all__ = ["ModelInfo", "Restored", "Restorer", "ModelCard", "JpegBaseline", "create_model", "list_cards",
@@ -128,19 +127,9 @@ class ModelCard:
         return out
 
 
-def card_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get("CIRBENCH_MODELS", "").split(os.pathsep) if p]
-    dirs.append(Path(str(resources.files("cirbench") / "data" / "cards")))
-    return dirs
-
-
 def list_cards() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in card_dirs():
-        if d.is_dir():
-            for p in sorted(d.glob("*.toml")):
-                found.setdefault(p.stem, p)
-    return found
+    """Model cards by name: ``$CIRBENCH_MODELS`` folders first, then the packaged ``models/``."""
+    return find_tomls("CIRBENCH_MODELS", "cards")
 
 
 def _as_tuple(v) -> tuple:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
-from .config import ConfigError, check_table, load_toml
+from .config import ConfigError, check_table, find_tomls, load_toml
 from .datasets import REGISTRY, closest
 
-__all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols", "protocol_dirs"]
+__all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols"]
 
 _TOP = {"name": str, "version": str, "description": str, "models": list, "give_qf": bool,
         "setting": str, "tasks": list}
@@ -37,6 +37,16 @@ class Degradation:
     qf: int
     qf1: int | None = None
     shift: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_name(cls, name: str, qf: int) -> Degradation:
+        """Inverse of :attr:`name`: ("double-q10-s4x4", 30) -> Degradation(30, 10, (4, 4))."""
+        if name == "jpeg":
+            return cls(qf)
+        m = re.fullmatch(r"double-q(\d+)-s(\d+)x(\d+)", name)
+        if not m:
+            raise ValueError(f"unknown degradation {name!r}")
+        return cls(qf, int(m[1]), (int(m[2]), int(m[3])))
 
     @property
     def name(self) -> str:
@@ -73,20 +83,9 @@ class Protocol:
         return replace(self, jobs=tuple(jobs))
 
 
-def protocol_dirs() -> list[Path]:
-    """Where protocol files are looked up: ``$CIRBENCH_PROTOCOLS``, then the packaged ones."""
-    dirs = [Path(p) for p in os.environ.get("CIRBENCH_PROTOCOLS", "").split(os.pathsep) if p]
-    dirs.append(Path(str(resources.files("cirbench") / "data" / "protocols")))
-    return dirs
-
-
 def list_protocols() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in protocol_dirs():
-        if d.is_dir():
-            for p in sorted(d.glob("*.toml")):
-                found.setdefault(p.stem, p)
-    return found
+    """Protocol files by name: ``$CIRBENCH_PROTOCOLS`` folders first, then the packaged ``protocols/``."""
+    return find_tomls("CIRBENCH_PROTOCOLS", "protocols")
 
 
 def _qf_list(values, where: str, key: str) -> list[int]:

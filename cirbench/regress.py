@@ -162,16 +162,24 @@ def _means(df):
 
 
 def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: str = "",
+                  models: list[str] | None = None, datasets: list[str] | None = None, qfs: list[int] | None = None,
                   spread_factor: float = SPREAD_FACTOR) -> dict:
-    """A baseline from the means of the first run; further runs of the same work measure the spread
-    (e.g. another thread count), and each metric's tolerance becomes max(tolerance, factor x spread)."""
+    """A baseline from the means of the first run (optionally only some models, datasets, QFs); further
+    runs of the same work measure the spread (e.g. another thread count), and each metric's tolerance
+    becomes max(tolerance, factor x spread)."""
     if not run_dirs:
         raise ValueError("no run to make a baseline from")
     tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
-    runs = [_means(read_records(d)) for d in run_dirs]
+
+    def wanted(key) -> bool:
+        k = dict(zip(ENTRY_KEYS, key, strict=True))
+        return ((not models or k["model"] in models) and (not datasets or k["dataset"] in datasets)
+                and (not qfs or k["qf"] in qfs))
+
+    runs = [{k: v for k, v in _means(read_records(d)).items() if wanted(k)} for d in run_dirs]
     first = runs[0]
     if not first:
-        raise ValueError(f"{run_dirs[0]}: holds no records")
+        raise ValueError(f"{run_dirs[0]}: holds no records (of the selected models, datasets and QFs)")
     spread = {m: 0.0 for m in METRICS}
     for other, d in zip(runs[1:], run_dirs[1:], strict=True):
         if set(other) != set(first):
@@ -184,6 +192,8 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
         tol = {m: max(tol[m], _ceil2(spread_factor * spread[m])) for m in METRICS}
     info = read_run_info(run_dirs[0])
     proto = info.get("protocol", {})
+    if not proto.get("name"):
+        raise ValueError(f"{run_dirs[0]}: run.json does not name the protocol; cannot make a baseline")
     entries = [dict(zip(ENTRY_KEYS, key, strict=True), value=_to_json(v), tol=tol[key[-1]], n_images=n)
                for key, (v, n) in sorted(first.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
     base = {
@@ -333,7 +343,7 @@ def add_regress_parser(subparsers) -> None:
     r.add_argument("--datasets", help="check only these datasets (comma-separated); with --update, the datasets")
     r.add_argument("--qf", help="check only these QFs (comma-separated); with --update, the QFs")
     r.add_argument("--protocol", help="--update without RUN_DIR: the protocol to run (default: the baseline's)")
-    r.add_argument("--models", help="--update without RUN_DIR: comma-separated models (default: the baseline's)")
+    r.add_argument("--models", help="--update: comma-separated models (default: the baseline's, or all in RUN_DIR)")
     r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -410,7 +420,9 @@ def _update(args, tol_override: dict, datasets, qfs) -> int:
             # Datasets named (or in the old baseline) must be present; the protocol's full list may skip some.
             run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out, data_root=args.data_root,
                                      device=args.device, required=bool(datasets))]
-        base = make_baseline(run_dirs, tolerance=tolerance, note=note)
+        # Filters apply to given runs; a run made here already holds just the selection.
+        pick = dict(models=_csv(args.models), datasets=datasets, qfs=qfs) if args.run_dirs else {}
+        base = make_baseline(run_dirs, tolerance=tolerance, note=note, **pick)
     write_baseline(base, args.baseline)
     print(f"wrote {args.baseline}: {len(base['entries'])} entries ({base['protocol']}; models "
           f"{', '.join(base['models'])}; datasets {', '.join(base['datasets'])}; QF "

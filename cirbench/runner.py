@@ -9,6 +9,7 @@ overhead goal). Records are appended and fsynced per image; a restarted run skip
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -115,7 +116,8 @@ class _Item:
     compressed: jpeg.Compressed
 
 
-def _degrade(img: np.ndarray, deg: Degradation) -> tuple[jpeg.Compressed, np.ndarray]:
+def degrade(img: np.ndarray, deg: Degradation) -> tuple[jpeg.Compressed, np.ndarray]:
+    """The compressed image and the ground truth it is scored against (cropped for shifted double JPEG)."""
     if deg.qf1 is None:
         return jpeg.compress(img, deg.qf), img
     return jpeg.double_compress(img, deg.qf1, deg.qf, deg.shift)
@@ -236,7 +238,7 @@ def run_protocol(
                 continue
             if cache is None or cache[0] != str(path) + str(ds.gray):
                 cache = (str(path) + str(ds.gray), ds.load(path))
-            comp, gt = _degrade(cache[1], deg)
+            comp, gt = degrade(cache[1], deg)
             yield _Item(ds, name, gt, deg, comp), todo
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -255,9 +257,15 @@ def run_protocol(
                  **vals, "seconds": round(restored.seconds, 6), "height": h, "width": w,
                  "sha256": item.compressed.sha256, "nonfinite": restored.nonfinite, **restored.extras}
                 for space, vals in per_space.items()]
-        writer.write(recs)
+        try:
+            writer.write(recs)
+        except OSError as exc:
+            fix = "free disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
+            raise RunError(f"{writer.path}: cannot write records ({exc.strerror or exc}); {fix} and rerun the "
+                           "same command to resume (the records written so far are kept)") from None
         summary.written += len(recs)
 
+    failed = True
     try:
         for item, todo in _prefetch(produce()):
             for m in todo:
@@ -270,14 +278,19 @@ def run_protocol(
             bar.update(1)
         for f in pending_writes:
             f.result()
+        failed = False
     finally:
         pool.shutdown(wait=True)
-        writer.close()
         bar.close()
         summary.wall_seconds = time.perf_counter() - started
-        _update_run_json(out, {"finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                               "timing": {"wall_seconds": round(summary.wall_seconds, 3),
-                                          "model_seconds": round(summary.model_seconds, 3)}})
+        try:
+            writer.close()
+            _update_run_json(out, {"finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                                   "timing": {"wall_seconds": round(summary.wall_seconds, 3),
+                                              "model_seconds": round(summary.model_seconds, 3)}})
+        except OSError:
+            if not failed:  # else the error that stopped the run (e.g. a full disk) is the one to report
+                raise
     if summary.nonfinite:
         log(f"warning: {len(summary.nonfinite)} outputs held NaN/Inf (flagged in records): "
             + "; ".join(summary.nonfinite[:3]))

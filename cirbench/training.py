@@ -716,6 +716,8 @@ class _Trainer:
 
     def run(self, resume: bool, stop_at: int | None) -> dict:
         cfg, ctx = self.cfg, self.ctx
+        if ctx.main:
+            _remove_stale_temps(self.out)
         if resume:
             self.load_checkpoint()
         elif (self.out / CHECKPOINT_NAME).exists():
@@ -775,6 +777,14 @@ class _Trainer:
                 os.chmod(final, _umask_mode())  # save_state_dict's temp file is 0600
         ctx.barrier()
         return {"step": self.step, "finished": finished, "out_dir": str(self.out), "seconds": self.elapsed}
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temp files left by a process killed mid-write. They are never read: every output is
+    written to a temp file and renamed into place whole."""
+    for name in (CHECKPOINT_NAME, FINAL_EMA_NAME, LOG_NAME, CURVES_NAME):
+        for stale in out.glob(f".{name}.*tmp*"):
+            stale.unlink(missing_ok=True)
 
 
 def _progress(total: int, initial: int, disable: bool):
@@ -843,14 +853,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_train_command(args: argparse.Namespace) -> int:
-    """Handler for ``cirbench train``: 0 on success, 2 on a config or file error (message on stderr)."""
+    """Handler for ``cirbench train``: 0 on success. Errors propagate, so ``cirbench``'s main (and
+    :func:`main_train`) report them as one ``error:`` line with exit code 2 (``--debug``: traceback)."""
     out = args.out or str(Path("runs") / "train" / Path(args.config).stem)
-    try:
-        result = train(args.config, out, resume=args.resume, steps_override=args.steps_override,
-                       stop_at=args.stop_at)
-    except (ConfigError, FileExistsError, FileNotFoundError) as exc:  # user errors: a message, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = train(args.config, out, resume=args.resume, steps_override=args.steps_override,
+                   stop_at=args.stop_at)
     if int(os.environ.get("RANK", "0")) == 0:
         state = "finished" if result["finished"] else "stopped"
         print(f"{state} at step {result['step']} ({result['seconds']:.0f} s of training); outputs in {out}")
@@ -861,7 +868,12 @@ def main_train(argv: list[str] | None = None) -> int:
     """``python -m cirbench.training --config ...`` (what torchrun launches)."""
     parser = argparse.ArgumentParser(prog="cirbench train", description="Train with a TOML config.")
     _add_arguments(parser)
-    return run_train_command(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run_train_command(args)
+    except (ValueError, LookupError, OSError) as exc:  # user errors (config, files): a message, no traceback
+        print(f"cirbench train: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

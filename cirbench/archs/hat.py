@@ -209,7 +209,7 @@ class WindowAttention(nn.Module):
 
         if shift_size == 0:
             q, k, v = windows(qkv).flatten(1, 3)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D: a 3-D mask sends CPU SDPA to its slow math path
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
             out = out.view(b, nwh, nww, nh, ws, ws, d)
         else:
             out = self._shifted(qkv, windows, bias, shift_size, b, nwh, nww)
@@ -237,7 +237,7 @@ class WindowAttention(nn.Module):
             return out_row[:, None]
         if nww > 1:
             q, k, v = windows(qkv[:, : nwh - 1, :, : nww - 1]).flatten(1, 3)
-            out_i = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D: a 3-D mask sends CPU SDPA to its slow math path
+            out_i = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
             out_i = out_i.view(b, nwh - 1, nww - 1, nh, ws, ws, d)
             top = torch.cat([out_i, out_col[:, :, None]], dim=2)
         else:
@@ -342,7 +342,7 @@ class OCAB(nn.Module):
         k, v = kv.permute(3, 0, 1, 2, 4, 6, 7, 5).reshape(2, b * nwh * nww, nh, wse * wse, d)
 
         bias = self.position_bias(rpi_oca).to(x.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D: a 3-D mask sends CPU SDPA to its slow math path
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
         out = out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
 
         x = self.proj(out) + x
