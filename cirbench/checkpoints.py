@@ -13,14 +13,16 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
 
 __all__ = [
     "CheckpointError",
+    "atomic_write",
     "file_sha256",
     "load_into",
     "read_state_dict",
@@ -287,19 +289,42 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
         raise CheckpointError(f"{path}: entries must be str -> Tensor; bad entries: {bad[:MAX_LISTED]}")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
 
+    if suffix == SAFETENSORS_SUFFIX:
+        from safetensors.torch import save_file
+
+        # save_file wants a file name; it writes to the temp file atomic_write has open (fsync covers it).
+        return atomic_write(path, lambda fh: save_file(tensors, fh.name))
+    return atomic_write(path, lambda fh: torch.save(tensors, fh))
+
+
+def _umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp's temp files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` whole or not at all: ``write_fn(fh)`` fills a temp file beside it, then fsync and rename.
+
+    ``fh`` is a binary file whose ``.name`` is the temp path. A reader, or a process killed mid-write, never
+    sees a partial file; the temp file is deleted on error. The result has the permissions a plain
+    ``open()`` would give it (umask respected), not mkstemp's 0600.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target so os.replace is an atomic rename on the same filesystem.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Same directory, so os.replace is an atomic rename on one filesystem. The ".<name>.*.tmp" name is
+    # what the trainer's stale-temp cleanup looks for.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        if suffix == SAFETENSORS_SUFFIX:
-            from safetensors.torch import save_file
-
-            save_file(tensors, tmp_name)
-        else:
-            torch.save(tensors, tmp_name)
-        os.replace(tmp_name, path)
+        with open(tmp, "wb") as fh:
+            write_fn(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path

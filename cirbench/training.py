@@ -2,7 +2,11 @@
 
 PromptCIR's authors never released training code; this is cirbench's reconstruction (spec §2). Stage 1
 trains on a fixed set of JPEG quality factors, stage 2 fine-tunes with a QF drawn per sample from a range.
-**Every default below is cirbench's choice, not the paper's** (the paper's hyper-parameters are unknown).
+**Every default is cirbench's choice, not the paper's** (the paper's hyper-parameters are unknown).
+
+Where things are: the TOML schema and its validation in :mod:`cirbench.train_config`, the data in
+:mod:`cirbench.train_data`, ``log.jsonl`` and ``curves.png`` in :mod:`cirbench.train_log`. This module holds
+the model/schedule/loss, RNG state, the validator, distributed setup, the trainer, :func:`train` and the CLI.
 
 Exactness: the data are a pure function of (seed, step) (see :mod:`cirbench.train_data`) and a checkpoint
 holds the model, EMA, optimiser, scheduler, step and every RNG state, so on CPU a run stopped and resumed
@@ -14,29 +18,25 @@ global batch, DDP averages the gradients, and only rank 0 writes files or logs.
 
 Outputs in ``out_dir``: ``checkpoint_last.pt``, ``final_ema.safetensors`` (at the end), ``log.jsonl``
 (step, stage, loss, lr, seconds, val_psnr when validated), ``curves.png`` and ``train_config.json``.
+Every one is written atomically (:func:`cirbench.checkpoints.atomic_write`), except ``log.jsonl``, which is
+appended to and cut back to the checkpoint on resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import importlib
 import json
 import math
 import os
 import random
-import re
 import sys
-import tempfile
 import time
-import tomllib
-import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,14 +44,30 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError
-from .datasets import closest
+from .checkpoints import atomic_write, save_state_dict
+from .train_config import (
+    ConfigError,
+    LossConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    ValConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    override_steps,
+    recipe_changes,
+)
 from .train_data import FixedQFs, JpegPatchDataset, QFRange, StepBatchSampler, list_images, seed_worker
+from .train_log import CURVES_NAME, LOG_NAME, append_record, read_log, truncate_log, write_curves
 
 __all__ = [
     "TrainConfig",
     "ConfigError",
     "load_config",
+    "config_from_dict",
+    "override_steps",
+    "read_log",
     "register_arch",
     "build_model",
     "lr_at",
@@ -63,252 +79,11 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
 FINAL_EMA_NAME = "final_ema.safetensors"
-LOG_NAME = "log.jsonl"
-CURVES_NAME = "curves.png"
+CONFIG_JSON_NAME = "train_config.json"
 CHECKPOINT_FORMAT = "cirbench-train-checkpoint-v1"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Config schema. Defaults are cirbench's choices (labelled "ours"), not PromptCIR's: the paper gives none.
-# ---------------------------------------------------------------------------------------------------------
-REQUIRED = "__required__"  # marker default: the key must be present
-
-
-@dataclass
-class ModelConfig:
-    arch: str = REQUIRED  # a cirbench arch ("promptcir", ...), a registered name, or "module:Class"
-    kwargs: dict = field(default_factory=dict)  # passed to the constructor as is
-
-
-@dataclass
-class DataConfig:
-    folders: list[str] = field(default_factory=lambda: [REQUIRED])  # recursive; ${VAR} and relative ok
-    patch_size: int = 128  # ours (spec suggests a multiple of 32)
-    batch_size: int = 8  # global batch, split across ranks; ours
-    workers: int = 0  # DataLoader workers per rank
-    gray_fraction: float = 0.0  # ours: colour only
-    cache: bool = True  # keep decoded images in memory (turn off for DF2K/LSDIR-sized sets)
-
-
-@dataclass
-class Stage1Config:
-    qfs: list[int] = field(default_factory=lambda: [10, 20, 30, 40, 50, 60, 70])  # ours (FBCNN's 7 QFs)
-    steps: int = REQUIRED
-
-
-@dataclass
-class Stage2Config:
-    qf_min: int = 5  # ours
-    qf_max: int = 95  # ours
-    steps: int = 0  # ours: no online stage unless asked
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 2e-4  # ours (PromptIR-style AdamW)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # ours
-    weight_decay: float = 1e-4  # ours
-    warmup_steps: int = 1000  # ours: linear warm-up, then cosine to min_lr at the last step
-    min_lr: float = 1e-6  # ours
-
-
-@dataclass
-class LossConfig:
-    type: str = "l1"  # ours: "l1" or "charbonnier"
-    eps: float = 1e-3  # Charbonnier epsilon; ours
-
-
-@dataclass
-class ValConfig:
-    dataset: str = ""  # a cirbench evaluation set name (e.g. "live1"); monitoring only, never selection
-    folders: list[str] = field(default_factory=list)  # and/or folders of images
-    qfs: list[int] = field(default_factory=lambda: [10, 30, 50])  # ours
-    every: int = 0  # steps between validations; 0 = only at the end (when a set is given)
-    max_images: int = 0  # 0 = all
-
-
-@dataclass
-class RuntimeConfig:
-    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu" or "cuda"
-    amp: bool = False  # bf16 autocast for the forward pass
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    val: ValConfig = field(default_factory=ValConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    ema_decay: float = 0.999  # ours
-    grad_clip: float = 0.0  # max gradient norm; 0 = off; ours
-    seed: int = 0
-    checkpoint_every: int = 1000
-    threads: int = 0  # torch intra-op threads per rank; 0 = torch's default
-    source: str = field(default="", metadata={"internal": True})  # the file it came from (for errors)
-
-    @property
-    def total_steps(self) -> int:
-        return self.stage1.steps + self.stage2.steps
-
-
-# Keys that change what is trained: a resume must not change them.
-_RESUME_FIXED = ("model", "data.patch_size", "data.batch_size", "data.gray_fraction", "stage1", "stage2",
-                 "optim", "loss", "ema_decay", "grad_clip", "seed")
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _check_value(value, tp, where: str, file: str):
-    """Check ``value`` against annotation ``tp``; returns the value (ints widened to float where asked)."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"{file}: key {where!r} must be {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{file}: {where!r} must be a table [{where}], got {value!r}")
-        return _build(tp, value, file, where + ".")
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise bad
-        (item_tp,) = typing.get_args(tp)[:1]
-        return [_check_value(v, item_tp, f"{where}[{i}]", file) for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return value
-    if isinstance(value, bool) != (tp is bool):  # bool is an int subclass: keep them apart
-        raise bad
-    if tp is float and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, tp):
-        raise bad
-    return value
-
-
-def _build(cls, table: dict, file: str, prefix: str = ""):
-    """Build dataclass ``cls`` from a TOML table: unknown keys, missing keys and bad types name the key."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    kwargs = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{file}: unknown key {prefix + key!r}{closest(key, fields)}; "
-                f"allowed{' in [' + prefix[:-1] + ']' if prefix else ''}: {', '.join(fields)}"
-            )
-        kwargs[key] = _check_value(value, hints[key], prefix + key, file)
-    for name in fields:  # absent tables still need their required keys (in file order, for stable errors)
-        if name not in kwargs and dataclasses.is_dataclass(hints[name]):
-            kwargs[name] = _build(hints[name], {}, file, prefix + name + ".")
-    obj = cls(**kwargs)
-    for name in fields:
-        default = getattr(obj, name)
-        if default == REQUIRED or default == [REQUIRED]:
-            raise ConfigError(f"{file}: missing required key {prefix + name!r}")
-    return obj
-
-
-_VAR = re.compile(r"\$\{(\w+)\}")
-
-
-def _resolve_path(raw: str, base: Path, file: str, key: str) -> str:
-    """Expand ``${VAR}`` (an unset variable is an error, not an empty string), then resolve against base."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(1) not in os.environ:
-            raise ConfigError(f"{file}: key {key!r} uses ${{{m.group(1)}}}, which is not set in the "
-                              "environment")
-        return os.environ[m.group(1)]
-
-    path = Path(_VAR.sub(sub, raw)).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _validate(cfg: TrainConfig) -> None:
-    """Value checks the types cannot express."""
-    file = cfg.source or "<config>"
-
-    def need(ok: bool, key: str, what: str):
-        if not ok:
-            raise ConfigError(f"{file}: key {key!r} {what}")
-
-    need(bool(cfg.data.folders), "data.folders", "must list at least one folder")
-    need(cfg.data.patch_size >= 8, "data.patch_size", "must be at least 8")
-    need(cfg.data.batch_size >= 1, "data.batch_size", "must be at least 1")
-    need(cfg.data.workers >= 0, "data.workers", "must be >= 0")
-    need(0.0 <= cfg.data.gray_fraction <= 1.0, "data.gray_fraction", "must be in [0, 1]")
-    need(bool(cfg.stage1.qfs) and all(1 <= q <= 100 for q in cfg.stage1.qfs), "stage1.qfs",
-         "must be a non-empty list of integers in 1..100")
-    need(cfg.stage1.steps >= 0 and cfg.stage2.steps >= 0, "stage1.steps", "and stage2.steps must be >= 0")
-    need(cfg.total_steps > 0, "stage1.steps", "plus stage2.steps must be positive")
-    need(1 <= cfg.stage2.qf_min <= cfg.stage2.qf_max <= 100, "stage2.qf_min",
-         "and stage2.qf_max need 1 <= qf_min <= qf_max <= 100")
-    need(cfg.optim.lr > 0, "optim.lr", "must be positive")
-    need(0 <= cfg.optim.min_lr <= cfg.optim.lr, "optim.min_lr", "must be in [0, lr]")
-    need(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
-         "must be two numbers in [0, 1)")
-    need(cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
-    need(0 <= cfg.optim.warmup_steps <= cfg.total_steps, "optim.warmup_steps", "must be in 0..total steps")
-    need(cfg.loss.type in ("l1", "charbonnier"), "loss.type", "must be 'l1' or 'charbonnier'")
-    need(cfg.loss.eps > 0, "loss.eps", "must be positive")
-    need(all(1 <= q <= 100 for q in cfg.val.qfs), "val.qfs", "must be integers in 1..100")
-    need(cfg.val.every >= 0 and cfg.val.max_images >= 0, "val.every", "and val.max_images must be >= 0")
-    need(0.0 <= cfg.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
-    need(cfg.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
-    need(cfg.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
-    need(cfg.threads >= 0, "threads", "must be >= 0")
-    need(cfg.runtime.device in ("auto", "cpu", "cuda"), "runtime.device", "must be 'auto', 'cpu' or 'cuda'")
-
-
-def config_from_dict(table: dict, source: str = "<config>", base_dir: str | Path = ".") -> TrainConfig:
-    """Build and validate a config from a parsed TOML table; paths resolve against ``base_dir``."""
-    cfg = _build(TrainConfig, table, source)
-    cfg.source = source
-    base = Path(base_dir)
-    cfg.data.folders = [_resolve_path(f, base, source, "data.folders") for f in cfg.data.folders]
-    cfg.val.folders = [_resolve_path(f, base, source, "val.folders") for f in cfg.val.folders]
-    _validate(cfg)
-    return cfg
-
-
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read and validate a training TOML file; errors name the file and the key."""
-    path = Path(path)
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
-    return config_from_dict(table, str(path), path.resolve().parent)
-
-
-def override_steps(cfg: TrainConfig, total: int) -> TrainConfig:
-    """The same recipe squeezed into ``total`` steps (smoke runs): both stages and the warm-up scale."""
-    if total < 1:
-        raise ConfigError(f"steps override must be at least 1, got {total}")
-    cfg = copy.deepcopy(cfg)
-    scale = total / cfg.total_steps
-    s1 = min(total, round(cfg.stage1.steps * scale)) if cfg.stage2.steps else total
-    cfg.stage1.steps, cfg.stage2.steps = s1, total - s1
-    cfg.optim.warmup_steps = min(total, math.floor(cfg.optim.warmup_steps * scale))
-    return cfg
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "kwargs":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
+# curves.png is redrawn at every CURVES_EVERY-th checkpoint (by global step, so resumes keep the rhythm) and
+# at the end of the run, not at every checkpoint: plotting re-reads the whole log, so its cost grows with the run.
+CURVES_EVERY = 5
 
 # ---------------------------------------------------------------------------------------------------------
 # Model, schedule, loss
@@ -392,88 +167,6 @@ def _seed_all(seed: int) -> None:
 def _derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
-
-def _umask_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's temp files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace``: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Logs and curves
-# ---------------------------------------------------------------------------------------------------------
-def read_log(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``log.jsonl``."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_curves(log_path: Path, png_path: Path) -> None:
-    """Plot training loss and validation PSNR against the step (Agg canvas: no display, no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    records = read_log(log_path)
-    if not records:
-        return
-    fig = Figure(figsize=(9, 4.5))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_val = fig.subplots(1, 2)
-    steps = [r["step"] for r in records]
-    losses = [r["loss"] for r in records]
-    ax_loss.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
-    window = max(1, len(losses) // 50)
-    if window > 1:  # a moving average makes the trend readable under per-batch noise
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax_loss.plot(steps[window - 1 :], smooth, lw=1.2, label=f"mean of {window}")
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    ax_loss.legend()
-    val = [r for r in records if "val_psnr" in r]
-    if val:
-        ax_val.plot([r["step"] for r in val], [r["val_psnr"] for r in val], "o-", label="model (EMA)")
-        ax_val.plot([r["step"] for r in val], [r["val_jpeg_psnr"] for r in val], "--", label="JPEG input")
-        ax_val.legend()
-    ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)", title="validation (mean over QFs)")
-    for ax in (ax_loss, ax_val):
-        for r in records[1:]:
-            if r["stage"] != records[0]["stage"]:
-                ax.axvline(r["step"], color="gray", ls=":", lw=0.8)  # stage 2 starts
-                break
-    fig.tight_layout()
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, png_path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -615,11 +308,6 @@ class _Trainer:
         self.elapsed = 0.0  # training seconds, summed over resumed runs
 
     # -- checkpoints -----------------------------------------------------------------------------------
-    def _config_dict(self) -> dict:
-        d = dataclasses.asdict(self.cfg)
-        d.pop("source")
-        return d
-
     def save_checkpoint(self) -> None:
         rng = [_rng_state()]
         if self.ctx.world_size > 1:  # every rank's RNG, so a DDP resume is exact on every rank
@@ -630,7 +318,7 @@ class _Trainer:
                 "format": CHECKPOINT_FORMAT,
                 "step": self.step,
                 "elapsed_s": self.elapsed,
-                "config": self._config_dict(),
+                "config": config_to_dict(self.cfg),
                 "model": self.model.state_dict(),
                 "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -640,7 +328,7 @@ class _Trainer:
                 "sampler": {"seed": self.cfg.seed, "next_step": self.step,
                             "batch_size": self.cfg.data.batch_size},
             }
-            atomic_torch_save(state, self.out / CHECKPOINT_NAME)
+            atomic_write(self.out / CHECKPOINT_NAME, lambda fh: torch.save(state, fh))
         self.ctx.barrier()
 
     def load_checkpoint(self) -> None:
@@ -650,10 +338,9 @@ class _Trainer:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a cirbench training checkpoint")
-        old, new = _flat(ckpt["config"]), _flat(self._config_dict())
-        changed = [k for k in new if k.startswith(_RESUME_FIXED) and old.get(k) != new[k]]
+        changed = recipe_changes(ckpt["config"], config_to_dict(self.cfg))
         if changed:
-            diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
+            diffs = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changed)
             raise ConfigError(f"{self.cfg.source}: cannot resume {path} with a different recipe ({diffs})")
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
@@ -709,9 +396,7 @@ class _Trainer:
     def _prepare_log(self) -> Path:
         log = self.out / LOG_NAME
         if self.ctx.main:
-            # Drop records past the checkpoint (a run killed after its last checkpoint logged them).
-            kept = [r for r in read_log(log) if r["step"] <= self.step]
-            _atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
+            truncate_log(log, self.step)
         return log
 
     def run(self, resume: bool, stop_at: int | None) -> dict:
@@ -725,7 +410,8 @@ class _Trainer:
                                   f"another --out")
         if ctx.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(json.dumps(self._config_dict(), indent=2) + "\n")
+            text = json.dumps(config_to_dict(self.cfg), indent=2) + "\n"
+            atomic_write(self.out / CONFIG_JSON_NAME, lambda fh: fh.write(text.encode("utf-8")))
         ctx.barrier()
         log_path = self._prepare_log()
         validator = None
@@ -755,14 +441,13 @@ class _Trainer:
                         record.update(validator(self.ema))
                         t0 = time.perf_counter()  # validation time is not training time
                     if ctx.main:
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
+                        append_record(log, record)
                         bar.set_postfix(stage=stage, loss=f"{loss:.4g}", refresh=False)
                         bar.update(1)
                     if self.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
                         last_saved = self.step
-                        if ctx.main:
+                        if ctx.main and self.step % (cfg.checkpoint_every * CURVES_EVERY) == 0:
                             write_curves(log_path, self.out / CURVES_NAME)
         bar.close()
         if self.step != last_saved:
@@ -771,10 +456,7 @@ class _Trainer:
         if ctx.main:
             write_curves(log_path, self.out / CURVES_NAME)
             if finished:
-                from .checkpoints import save_state_dict
-
-                final = save_state_dict(self.ema.state_dict(), self.out / FINAL_EMA_NAME)
-                os.chmod(final, _umask_mode())  # save_state_dict's temp file is 0600
+                save_state_dict(self.ema.state_dict(), self.out / FINAL_EMA_NAME)
         ctx.barrier()
         return {"step": self.step, "finished": finished, "out_dir": str(self.out), "seconds": self.elapsed}
 
@@ -782,7 +464,7 @@ class _Trainer:
 def _remove_stale_temps(out: Path) -> None:
     """Delete temp files left by a process killed mid-write. They are never read: every output is
     written to a temp file and renamed into place whole."""
-    for name in (CHECKPOINT_NAME, FINAL_EMA_NAME, LOG_NAME, CURVES_NAME):
+    for name in (CHECKPOINT_NAME, FINAL_EMA_NAME, LOG_NAME, CURVES_NAME, CONFIG_JSON_NAME):
         for stale in out.glob(f".{name}.*tmp*"):
             stale.unlink(missing_ok=True)
 

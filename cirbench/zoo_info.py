@@ -207,6 +207,13 @@ def model_info(name: str, size: int = 256, weights: str | None = None, *, memory
     shape = "x".join(str(v) for v in s["input_shape"])
     lines.append(f"compute at {size}x{size} (network input {shape}): {s['flops'] / 1e9:.2f} GFLOPs "
                  f"({s['flops'] / 2e9:.2f} GMACs; FlopCounterMode, matmul/conv only)")
+    if card is not None and card.setting != "single":
+        from .inference import InferenceSettings
+
+        st = InferenceSettings.named(card.setting)
+        n = max(1, len(card.weights)) * (2 if st.ensemble == "transpose" else 1)
+        lines.append(f"note: figures are for one forward; setting {card.setting} runs {n} whole-image passes per "
+                     f"image" + (f", each in {st.tile}-px tiles with {st.overlap} px overlap" if st.tile else ""))
     if s["peak_bytes"] is not None:
         lines.append(f"peak memory of one CPU forward: {_human(s['peak_bytes'])} above the resident set "
                      f"(VmHWM growth in a fresh process; weights {_human(s['weights_bytes'])} and input "

@@ -639,7 +639,8 @@ def _train_config(tmp_path: Path, steps: int, every: int = 10) -> Path:
 
 def test_kill_9_during_train_then_resume(tmp_path, capsys, monkeypatch, models_dir, user_models):
     import cirbench.training
-    from cirbench.training import CHECKPOINT_NAME, LOG_NAME, read_log
+    from cirbench.train_log import LOG_NAME, read_log
+    from cirbench.training import CHECKPOINT_NAME
 
     steps = 30
     cfg = _train_config(tmp_path, steps)

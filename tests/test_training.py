@@ -20,19 +20,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cirbench import training
-from cirbench.checkpoints import load_into
-from cirbench.training import (
-    CHECKPOINT_NAME,
-    FINAL_EMA_NAME,
-    ConfigError,
-    OptimConfig,
-    config_from_dict,
-    load_config,
-    lr_at,
-    read_log,
-    train,
-)
+from cirbench.checkpoints import atomic_write, load_into
+from cirbench.train_config import ConfigError, OptimConfig, config_from_dict, load_config, override_steps
+from cirbench.train_log import read_log
+from cirbench.training import CHECKPOINT_NAME, FINAL_EMA_NAME, lr_at, train
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -164,7 +155,7 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_steps_override_scales_the_recipe(images):
-    cfg = training.override_steps(config_from_dict(_table(images)), 3)
+    cfg = override_steps(config_from_dict(_table(images)), 3)
     assert (cfg.stage1.steps, cfg.stage2.steps, cfg.optim.warmup_steps) == (2, 1, 1)
 
 
@@ -217,16 +208,20 @@ def test_resume_is_exact_and_checkpoints_are_plain(images, tmp_path):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """How the trainer writes checkpoint_last.pt: atomic_write around torch.save."""
     path = tmp_path / CHECKPOINT_NAME
-    training.atomic_torch_save({"step": 1, "w": torch.ones(3)}, path)
+    atomic_write(path, lambda fh: torch.save({"step": 1, "w": torch.ones(3)}, fh))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600
 
     def broken_save(obj, fh, *args, **kwargs):
         fh.write(b"partial bytes")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.torch, "save", broken_save)
+    monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        training.atomic_torch_save({"step": 2}, path)
+        atomic_write(path, lambda fh: torch.save({"step": 2}, fh))
     assert torch.load(path, weights_only=True)["step"] == 1  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # no temp file left
 

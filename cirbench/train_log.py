@@ -1,0 +1,78 @@
+"""The training log (``log.jsonl``, one JSON record per optimiser step) and its plot (``curves.png``).
+
+A record holds step, stage, loss, lr and seconds, plus ``val_*`` keys on steps that validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from .checkpoints import atomic_write
+
+__all__ = ["LOG_NAME", "CURVES_NAME", "read_log", "truncate_log", "append_record", "write_curves"]
+
+LOG_NAME = "log.jsonl"
+CURVES_NAME = "curves.png"
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``log.jsonl`` (none when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep only the records up to ``last_step`` (the checkpoint's): a run killed after its last checkpoint
+    logged steps that the resumed run will log again."""
+    kept = [r for r in read_log(path) if r["step"] <= last_step]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def append_record(fh: IO[str], record: dict) -> None:
+    """Append one record and flush, so a killed run loses at most the step in progress."""
+    fh.write(json.dumps(record) + "\n")
+    fh.flush()
+
+
+def write_curves(log_path: Path, png_path: Path) -> None:
+    """Plot training loss and validation PSNR against the step (Agg canvas: no display, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = read_log(log_path)
+    if not records:
+        return
+    fig = Figure(figsize=(9, 4.5))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    steps = [r["step"] for r in records]
+    losses = [r["loss"] for r in records]
+    ax_loss.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
+    window = max(1, len(losses) // 50)
+    if window > 1:  # a moving average makes the trend readable under per-batch noise
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax_loss.plot(steps[window - 1 :], smooth, lw=1.2, label=f"mean of {window}")
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    ax_loss.legend()
+    val = [r for r in records if "val_psnr" in r]
+    if val:
+        ax_val.plot([r["step"] for r in val], [r["val_psnr"] for r in val], "o-", label="model (EMA)")
+        ax_val.plot([r["step"] for r in val], [r["val_jpeg_psnr"] for r in val], "--", label="JPEG input")
+        ax_val.legend()
+    ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)", title="validation (mean over QFs)")
+    for ax in (ax_loss, ax_val):
+        for r in records[1:]:
+            if r["stage"] != records[0]["stage"]:
+                ax.axvline(r["step"], color="gray", ls=":", lw=0.8)  # stage 2 starts
+                break
+    fig.tight_layout()
+    # format is explicit: the temp file's name does not end in .png.
+    atomic_write(png_path, lambda fh: fig.savefig(fh, format="png", dpi=100))
