@@ -70,3 +70,41 @@ def test_same_keys_as_full_official_config():
     assert {k: v.shape for k, v in so.items()} == {k: v.shape for k, v in sr.items()}
     assert torch.equal(so["relative_position_index_OCA"], sr["relative_position_index_OCA"])
     assert torch.equal(so["relative_position_index_SA"], sr["relative_position_index_SA"])
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 37, 20), (2, 12, 64, 9)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_banded_stems_match_whole_map(monkeypatch, shape, channels_last):
+    """GDFN and MDTA run in row bands without autograd on large maps; same values and layout as whole."""
+    from cirbench.archs import restormer
+
+    torch.manual_seed(0)
+    ffn, mdta = restormer.FeedForward(12, 2.66, bias=True), restormer.Attention(12, 2, bias=True)
+    x = torch.randn(*shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        whole = ffn(x), mdta(x)
+        monkeypatch.setattr(restormer, "BAND_PIXELS", 40)  # bands of 1-4 rows
+        assert restormer._use_bands(x)
+        banded = ffn(x), mdta(x)
+    for a, b in zip(whole, banded, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert banded[0].is_contiguous(memory_format=torch.channels_last) == whole[0].is_contiguous(
+        memory_format=torch.channels_last)
+    with torch.enable_grad():
+        assert not restormer._use_bands(x)  # training keeps the whole-map path
+
+
+def test_banded_model_matches_naive(monkeypatch):
+    from cirbench.archs import restormer
+
+    torch.manual_seed(2)
+    cfg = {**REDUCED, "window_size": 8}
+    ours = _randomised(PromptCIR(**cfg))
+    ref = NaivePromptCIR(**cfg).eval()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.rand(1, 3, 64, 48)
+    monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)

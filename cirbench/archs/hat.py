@@ -272,17 +272,25 @@ class HAB(nn.Module):
         # PromptCIR's change from HAT: GDFN (bias=True) instead of an MLP.
         self.ffn = FeedForward(dim, ffn_expansion_factor, bias=True)
 
-    def forward(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, H, W, C)`` channels-last features."""
+    def _branches(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attention, conv) branch outputs; their intermediates are freed on return."""
         s = self.shift_size
         xn = self.norm1(x)
         # Conv branch on the normed map; NCHW views of channels-last memory avoid copies.
         conv_x = self.conv_block(xn.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         shifted = torch.roll(xn, shifts=(-s, -s), dims=(1, 2)) if s > 0 else xn
+        del xn
         attn_x = self.attn(shifted, rpi_sa, shift_size=s)
+        del shifted
         if s > 0:
             attn_x = torch.roll(attn_x, shifts=(s, s), dims=(1, 2))
+        return attn_x, conv_x
+
+    def forward(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, H, W, C)`` channels-last features."""
+        attn_x, conv_x = self._branches(x, rpi_sa)
         x = x + attn_x + conv_x * self.conv_scale
+        del attn_x, conv_x  # not alive during the feed-forward (the peak of the block)
         return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
@@ -326,6 +334,11 @@ class OCAB(nn.Module):
 
     def forward(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
         """x: ``(B, H, W, C)`` channels-last features."""
+        x = self.proj(self._attend(x, rpi_oca)) + x  # the attention's intermediates are freed first
+        return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def _attend(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
+        """Overlapping cross-attention of the normed map, ``(B, H, W, C)`` before ``proj``."""
         b, h, w, c = x.shape
         ws, wse, nh = self.window_size, self.overlap_win_size, self.num_heads
         d, nwh, nww = c // nh, h // ws, w // ws
@@ -343,10 +356,7 @@ class OCAB(nn.Module):
 
         bias = self.position_bias(rpi_oca).to(x.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-        out = out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
-
-        x = self.proj(out) + x
-        return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
 
 
 class AttenBlocks(nn.Module):

@@ -243,5 +243,6 @@ class PromptCIR(nn.Module):
         dec2 = self.reduce_noise_level1(self.noise_level1(dec2))
 
         dec1 = torch.cat([self.up2_1(dec2), enc1], 1)
+        del enc1, enc2, enc3, dec2, dec3, latent  # not alive during the full-resolution decoder
         dec1 = self.refinement(self.decoder_level1(dec1, *rpi))
         return self.output(dec1) + x

@@ -72,8 +72,46 @@ class LayerNorm(nn.Module):
         return self.body(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+# Without autograd, the 1x1 -> depthwise 3x3 stems of GDFN and MDTA run in horizontal bands of about this
+# many pixels on maps above twice that size: their 2-3x-wider intermediates then exist for one band at a time
+# (issue 7's memory goal). Every op involved is per pixel or 3x3-local, so the result is the whole-map one.
+BAND_PIXELS = 32768
+
+
+def _use_bands(x: torch.Tensor) -> bool:
+    h, w = x.shape[-2:]
+    return not torch.is_grad_enabled() and h * w > 2 * BAND_PIXELS and h > 2 * max(1, BAND_PIXELS // w)
+
+
+def banded_stem(x: torch.Tensor, pointwise: nn.Module, dwconv: nn.Module, post=None) -> torch.Tensor:
+    """``post(dwconv(pointwise(x)))`` computed in row bands, each with a one-row halo for the 3x3 conv.
+
+    ``post`` (default: identity) must act per pixel. The output keeps the memory format the whole-map convs
+    would give (channels_last in, channels_last out).
+    """
+    h, w = x.shape[-2:]
+    rows = max(1, BAND_PIXELS // w)
+    out = None
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
+        # The conv zero-pads the band; only rows with real neighbours (or the image edge) are kept.
+        y = dwconv(pointwise(x[:, :, lo:hi]))[:, :, r0 - lo : r1 - lo]
+        if post is not None:
+            y = post(y)
+        if out is None:
+            fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+            out = torch.empty((*y.shape[:2], h, w), dtype=y.dtype, device=y.device,
+                              memory_format=fmt or torch.contiguous_format)
+        out[:, :, r0:r1] = y
+    return out
+
+
 class FeedForward(nn.Module):
-    """Gated-Dconv feed-forward network (GDFN): 1x1 -> depthwise 3x3 -> GELU gate -> 1x1."""
+    """Gated-Dconv feed-forward network (GDFN): 1x1 -> depthwise 3x3 -> GELU gate -> 1x1.
+
+    Without autograd, large maps run in bands (:func:`banded_stem`): same result, a fraction of the memory.
+    """
 
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool):
         super().__init__()
@@ -83,9 +121,14 @@ class FeedForward(nn.Module):
         self.dwconv = nn.Conv2d(h2, h2, kernel_size=3, padding=1, groups=h2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+    def _gate(self, t: torch.Tensor) -> torch.Tensor:
+        x1, x2 = t.chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _use_bands(x):
+            return banded_stem(x, self.project_in, self.dwconv, self._gate)
+        return self._gate(self.dwconv(self.project_in(x)))
 
 
 class Attention(nn.Module):
@@ -105,10 +148,15 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
+        qkv = banded_stem(x, self.qkv, self.qkv_dwconv) if _use_bands(x) else self.qkv_dwconv(self.qkv(x))
+        qkv = qkv.reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
         q, k, v = qkv.unbind(1)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
+        if torch.is_grad_enabled():
+            q = F.normalize(q, dim=-1)
+            k = F.normalize(k, dim=-1)
+        else:  # F.normalize's arithmetic, in place
+            q = q.div_(q.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
+            k = k.div_(k.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
         attn = (q @ k.transpose(-2, -1)) * self.temperature
         out = attn.softmax(dim=-1) @ v
         return self.project_out(out.reshape(b, c, h, w))
