@@ -33,7 +33,7 @@ __all__ = [
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
 # Checked in this order, so EMA weights win over raw weights when a file holds both.
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "network")
+WRAPPER_KEYS = ("params_ema", "ema", "params", "state_dict", "model_state_dict", "model", "net", "network")
 PREFIXES = ("module.", "_orig_mod.", "net.")
 # How many names to list per category in a mismatch message.
 MAX_LISTED = 10

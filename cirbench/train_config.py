@@ -44,6 +44,7 @@ REQUIRED = "__required__"  # marker default: the key must be present
 class ModelConfig:
     arch: str = REQUIRED  # a cirbench arch ("promptcir", ...), a registered name, or "module:Class"
     kwargs: dict = field(default_factory=dict)  # passed to the constructor as is
+    init: str = ""  # optional weights to start from (fine-tuning); loaded strictly by cirbench.checkpoints
 
 
 @dataclass
@@ -238,6 +239,8 @@ def config_from_dict(table: dict, source: str = "<config>", base_dir: str | Path
     base = Path(base_dir)
     cfg.data.folders = [_resolve_path(f, base, source, "data.folders") for f in cfg.data.folders]
     cfg.val.folders = [_resolve_path(f, base, source, "val.folders") for f in cfg.val.folders]
+    if cfg.model.init:
+        cfg.model.init = _resolve_path(cfg.model.init, base, source, "model.init")
     _validate(cfg)
     return cfg
 

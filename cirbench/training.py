@@ -44,7 +44,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import atomic_write, save_state_dict
+from .checkpoints import atomic_write, load_into, save_state_dict
 from .train_config import (
     ConfigError,
     LossConfig,
@@ -283,6 +283,8 @@ class _Trainer:
         # The same seed on every rank, so every rank builds the same initial weights.
         _seed_all(cfg.seed)
         model = build_model(cfg.model.arch, cfg.model.kwargs)
+        if cfg.model.init:
+            load_into(model, cfg.model.init)  # a fine-tuning run starts from earlier weights
         multiple = int(getattr(model, "pad_multiple", 1))
         if cfg.data.patch_size % multiple:
             raise ConfigError(f"{cfg.source}: key 'data.patch_size' ({cfg.data.patch_size}) must be a "

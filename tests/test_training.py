@@ -280,3 +280,17 @@ def test_promptcir_trains_when_available(images, tmp_path):
     except TypeError as exc:  # compact knobs may be named differently in this PromptCIR version
         pytest.skip(f"PromptCIR kwargs not accepted: {exc}")
     assert result["finished"] and all(math.isfinite(x) for x in _losses(tmp_path / "pc"))
+
+
+def test_init_starts_from_given_weights(images, tmp_path):
+    """``model.init`` (fine-tuning) loads earlier weights before step 1; a training checkpoint's EMA is used."""
+    first = tmp_path / "first"
+    train(config_from_dict(_table(images), "cfg.toml"), first, stop_at=2)
+    table = _table(images, stage1={"steps": 1}, stage2={"steps": 0},
+                   optim={"warmup_steps": 0, "lr": 1e-12, "min_lr": 0.0})
+    table["model"]["init"] = str(first / CHECKPOINT_NAME)
+    second = tmp_path / "second"
+    train(config_from_dict(table, "cfg.toml"), second)
+    ema = torch.load(first / CHECKPOINT_NAME, weights_only=True)["ema"]
+    start = torch.load(second / CHECKPOINT_NAME, weights_only=True)["model"]
+    assert all(torch.allclose(start[k], ema[k], atol=1e-9) for k in ema)  # one step at lr 1e-12 moves nothing
