@@ -91,7 +91,8 @@ def test_banded_stems_match_whole_map(monkeypatch, shape, channels_last):
     for a, b in zip(whole, banded, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
     assert banded[0].is_contiguous(memory_format=torch.channels_last) == whole[0].is_contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     with torch.enable_grad():
         assert not restormer._use_bands(x)  # training keeps the whole-map path
 
@@ -105,6 +106,22 @@ def test_banded_model_matches_naive(monkeypatch):
     ref = NaivePromptCIR(**cfg).eval()
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = torch.rand(1, 3, 64, 48)
+    monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)
+
+
+def test_chunked_model_matches_naive(monkeypatch):
+    """Window-row chunks of HAB/OCAB attention (and GDFN/MDTA bands) at inference keep the official output."""
+    from cirbench.archs import hat, restormer
+
+    torch.manual_seed(3)
+    cfg = {**REDUCED, "window_size": 8, "num_blocks": [2, 2, 1, 1]}
+    ours = _randomised(PromptCIR(**cfg))
+    ref = NaivePromptCIR(**cfg).eval()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.rand(1, 3, 80, 48)
+    monkeypatch.setattr(hat, "CHUNK_PIXELS", 8 * 48)  # one window row per chunk at full resolution
     monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
     with torch.inference_mode():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)

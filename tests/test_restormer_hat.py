@@ -262,3 +262,49 @@ def test_transformer_block_keys():
         "ffn.dwconv.weight",
         "ffn.project_out.weight",
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Inference chunking over window rows (hat.CHUNK_PIXELS)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("win_rows", [1, 2])  # window rows per chunk (2: the last chunk may hold one)
+@pytest.mark.parametrize("shift", [0, 4])
+@pytest.mark.parametrize("hw", [(40, 16), (24, 8), (32, 24)])
+def test_chunked_attention_matches_whole_map(monkeypatch, hw, shift, win_rows):
+    """HAB window attention and OCAB in window-row chunks (no autograd) equal the whole-map path."""
+    from cirbench.archs import hat
+
+    torch.manual_seed(3)
+    ws, c, heads = 8, 12, 3
+    attn, ocab = WindowAttention(c, ws, heads), OCAB(c, ws, 0.5, heads)
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_(0, 1)
+        ocab.relative_position_bias_table.normal_(0, 1)
+        ocab.qkv.bias.normal_(0, 1)  # halo rows beyond the image must be zeros, not qkv.bias
+    sa, oca = calculate_rpi_sa(ws), calculate_rpi_oca(ws, 0.5)
+    x = torch.randn(2, *hw, c)
+    whole = attn(x, sa, shift_size=shift), ocab(x, oca)  # autograd on: the unchunked training path
+    monkeypatch.setattr(hat, "CHUNK_PIXELS", win_rows * ws * hw[1])
+    with torch.no_grad():
+        assert hat._chunk_rows(*hw, ws) == win_rows * ws
+        chunked = attn(x, sa, shift_size=shift), ocab(x, oca)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    with torch.enable_grad():
+        assert hat._chunk_rows(*hw, ws) is None
+
+
+def test_chunked_rhag_matches_whole_map(monkeypatch):
+    from cirbench.archs import hat
+
+    torch.manual_seed(4)
+    ws = 8
+    rhag = RHAG(12, depth=2, num_heads=2, window_size=ws, compress_ratio=3, squeeze_factor=4)
+    x = torch.randn(1, 12, 48, 24)
+    sa, oca = calculate_rpi_sa(ws), calculate_rpi_oca(ws, 0.5)
+    with torch.no_grad():
+        whole = rhag(x, sa, oca)
+        monkeypatch.setattr(hat, "CHUNK_PIXELS", 2 * ws * 24)  # 2 window rows per chunk: 3 chunks
+        chunked = rhag(x, sa, oca)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunked, ref_rhag(rhag, x, sa, oca), atol=1e-5, rtol=1e-5)

@@ -124,12 +124,12 @@ def test_missing_required_keys(images):
 
 def test_paths_expand_env_and_resolve_against_the_config(tmp_path, monkeypatch):
     (tmp_path / "conf").mkdir()
-    monkeypatch.setenv("CIRBENCH_DATA", "/data/root")
+    monkeypatch.setenv("CIRBENCH_DATA", "/srv/cirdata")
     cfg = _write_toml(tmp_path / "conf" / "c.toml", '[model]\narch = "x"\n[stage1]\nsteps = 1\n'
                       '[optim]\nwarmup_steps = 0\n'
                       '[data]\nfolders = ["${CIRBENCH_DATA}/train/t91", "../local"]\n')
     loaded = load_config(cfg)
-    assert loaded.data.folders == ["/data/root/train/t91", str((tmp_path / "local").resolve())]
+    assert loaded.data.folders == ["/srv/cirdata/train/t91", str((tmp_path / "local").resolve())]
     monkeypatch.delenv("CIRBENCH_DATA")
     with pytest.raises(ConfigError, match=r"c\.toml: key 'data.folders' uses \$\{CIRBENCH_DATA\}"):
         load_config(cfg)

@@ -11,6 +11,8 @@ HAT's ``(B, HW, C)`` tokens. Window attention and OCAB run through
 shifted windows, the -100 region mask) as an additive float mask. Only the windows in the last
 window-row/column of a shifted map carry a non-zero mask, so those are attended separately and no
 ``(num_windows, N, N)`` mask is ever built for the whole image.
+
+Without autograd, large maps are attended a few window rows at a time (:data:`CHUNK_PIXELS`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from .restormer import FeedForward
 
 __all__ = [
+    "CHUNK_PIXELS",
     "calculate_rpi_sa",
     "calculate_rpi_oca",
     "calculate_shift_mask",
@@ -38,6 +41,20 @@ __all__ = [
 
 # Additive logit for token pairs from different shifted regions (HAT / Swin value).
 MASK_VALUE = -100.0
+
+# Without autograd, HAB window attention and OCAB run over groups of whole window rows of about this many
+# pixels when the map holds more than one group: their qkv / window / output copies (~12 C floats per pixel,
+# more for OCAB's overlapping keys) then exist for one group at a time (issue 7's memory goal). Windows are
+# attended independently, so the result is the whole-map one.
+CHUNK_PIXELS = 32768
+
+
+def _chunk_rows(h: int, w: int, window_size: int) -> int | None:
+    """Image rows per chunk (a multiple of the window size) if chunking applies, else None."""
+    if torch.is_grad_enabled():
+        return None  # training keeps the whole-map path
+    rows = max(1, CHUNK_PIXELS // (window_size * w)) * window_size
+    return rows if rows < h else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,11 +211,24 @@ class WindowAttention(nn.Module):
         Returns:
             ``(B, H, W, C)`` projected attention output, still in the shifted frame.
         """
+        h = x.shape[1]
+        bias = self.position_bias(rpi).to(x.dtype)
+        rows = _chunk_rows(h, x.shape[2], self.window_size)
+        if rows is None:
+            return self._attend(x, bias, shift_size, last_row=True)
+        out = x.new_empty(x.shape)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            # Only the chunk holding the map's last window row has the shifted row labels (1, 2).
+            out[:, r0:r1] = self._attend(x[:, r0:r1], bias, shift_size, last_row=r1 == h)
+        return out
+
+    def _attend(self, x: torch.Tensor, bias: torch.Tensor, shift_size: int, last_row: bool) -> torch.Tensor:
+        """:meth:`forward` on whole window rows of the map; ``last_row``: they include the map's last one."""
         b, h, w, c = x.shape
         ws, nh = self.window_size, self.num_heads
         d, n = c // nh, ws * ws
         nwh, nww = h // ws, w // ws
-        bias = self.position_bias(rpi).to(x.dtype)
         # (B, nWh, ws, nWw, ws, 3, heads, d): a view, windows are sliced out of it per group below.
         qkv = self.qkv(x).view(b, nwh, ws, nww, ws, 3, nh, d)
 
@@ -209,40 +239,55 @@ class WindowAttention(nn.Module):
 
         if shift_size == 0:
             q, k, v = windows(qkv).flatten(1, 3)
+            del qkv
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
+            del q, k, v
             out = out.view(b, nwh, nww, nh, ws, ws, d)
         else:
-            out = self._shifted(qkv, windows, bias, shift_size, b, nwh, nww)
+            out = self._shifted(qkv, windows, bias, shift_size, b, nwh, nww, last_row)
+            del qkv
         # (B, nWh, nWw, heads, ws, ws, d) -> (B, H, W, C)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
         return self.proj(out)
 
-    def _shifted(self, qkv, windows, bias, shift_size, b, nwh, nww) -> torch.Tensor:
-        """SW-MSA: interior windows get the bias only; boundary windows get bias + region mask."""
+    def _shifted(self, qkv, windows, bias, shift_size, b, nwh, nww, last_row) -> torch.Tensor:
+        """SW-MSA: interior windows get the bias only; boundary windows get bias + region mask.
+
+        ``last_row`` says whether the map's last window row is among the ``nwh`` rows of ``qkv`` (a chunk
+        above it has only the last window column as boundary).
+        """
         ws, nh = self.window_size, self.num_heads
         d = qkv.shape[-1]
         row_mask, col_mask, corner_mask = (m.to(qkv) for m in _boundary_masks(ws, shift_size))
-        # Boundary group: the whole last window-row (nWw windows, corner last), then the last column
-        # without the corner (nWh - 1 windows). Windows are folded into the head axis so a single
-        # (1, nb*heads, N, N) mask broadcasts over the batch.
-        last_row = windows(qkv[:, nwh - 1 :])[:, :, 0]  # (3, B, nWw, heads, N, d)
-        last_col = windows(qkv[:, : nwh - 1, :, nww - 1 :])[:, :, :, 0]  # (3, B, nWh-1, heads, N, d)
-        masks = [row_mask] * (nww - 1) + [corner_mask] + [col_mask] * (nwh - 1)
+        top = nwh - 1 if last_row else nwh  # window rows without row labels
+        # Boundary group: the whole last window-row (nWw windows, corner last) if present, then the last
+        # column of the other rows. Windows are folded into the head axis so a single (1, nb*heads, N, N)
+        # mask broadcasts over the batch.
+        groups, masks = [], []
+        if last_row:
+            groups.append(windows(qkv[:, nwh - 1 :])[:, :, 0])  # (3, B, nWw, heads, N, d)
+            masks += [row_mask] * (nww - 1) + [corner_mask]
+        if top:
+            groups.append(windows(qkv[:, :top, :, nww - 1 :])[:, :, :, 0])  # (3, B, top, heads, N, d)
+            masks += [col_mask] * top
         mask = torch.stack(masks)[:, None] + bias[None]  # (nb, heads, N, N)
-        q, k, v = torch.cat([last_row, last_col], dim=2).flatten(2, 3)
+        q, k, v = (torch.cat(groups, dim=2) if len(groups) > 1 else groups[0]).flatten(2, 3)
+        del groups
         out_b = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.flatten(0, 1)[None])
-        out_b = out_b.view(b, nwh + nww - 1, nh, ws, ws, d)
-        out_row, out_col = out_b[:, :nww], out_b[:, nww:]
-        if nwh == 1:
+        del q, k, v
+        out_b = out_b.view(b, len(masks), nh, ws, ws, d)
+        out_row, out_col = (out_b[:, :nww], out_b[:, nww:]) if last_row else (None, out_b)
+        if top == 0:
             return out_row[:, None]
         if nww > 1:
-            q, k, v = windows(qkv[:, : nwh - 1, :, : nww - 1]).flatten(1, 3)
+            q, k, v = windows(qkv[:, :top, :, : nww - 1]).flatten(1, 3)
             out_i = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-            out_i = out_i.view(b, nwh - 1, nww - 1, nh, ws, ws, d)
-            top = torch.cat([out_i, out_col[:, :, None]], dim=2)
+            del q, k, v
+            out_i = out_i.view(b, top, nww - 1, nh, ws, ws, d)
+            out_top = torch.cat([out_i, out_col[:, :, None]], dim=2)
         else:
-            top = out_col[:, :, None]  # a single window column
-        return torch.cat([top, out_row[:, None]], dim=1)
+            out_top = out_col[:, :, None]  # a single window column
+        return torch.cat([out_top, out_row[:, None]], dim=1) if last_row else out_top
 
 
 class HAB(nn.Module):
@@ -334,29 +379,51 @@ class OCAB(nn.Module):
 
     def forward(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
         """x: ``(B, H, W, C)`` channels-last features."""
-        x = self.proj(self._attend(x, rpi_oca)) + x  # the attention's intermediates are freed first
+        x = self._attend(x, rpi_oca) + x  # the attention's intermediates are freed first
         return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def _attend(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
-        """Overlapping cross-attention of the normed map, ``(B, H, W, C)`` before ``proj``."""
+        """Projected overlapping cross-attention of the normed map, ``(B, H, W, C)``."""
+        h = x.shape[1]
+        bias = self.position_bias(rpi_oca).to(x.dtype)
+        rows = _chunk_rows(h, x.shape[2], self.window_size)
+        if rows is None:
+            return self._attend_rows(x, bias, 0, h)
+        out = x.new_empty(x.shape)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            out[:, r0:r1] = self._attend_rows(x, bias, r0, r1)
+        return out
+
+    def _attend_rows(self, x: torch.Tensor, bias: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+        """:meth:`_attend` for the query rows ``r0:r1`` (whole window rows), ``(B, r1 - r0, W, C)``.
+
+        Keys and values come from those rows plus a halo of ``(wse - ws) / 2`` rows each side; beyond the
+        image they are zeros, as HAT's zero-padded unfold gives.
+        """
         b, h, w, c = x.shape
         ws, wse, nh = self.window_size, self.overlap_win_size, self.num_heads
-        d, nwh, nww = c // nh, h // ws, w // ws
-        qkv = self.qkv(self.norm1(x)).view(b, h, w, 3, c)
+        d, nwh, nww = c // nh, (r1 - r0) // ws, w // ws
+        pad = (wse - ws) // 2
+        lo, hi = max(r0 - pad, 0), min(r1 + pad, h)
+        qkv = self.qkv(self.norm1(x[:, lo:hi])).view(b, hi - lo, w, 3, c)
 
-        q = qkv[..., 0, :].reshape(b, nwh, ws, nww, ws, nh, d)
+        q = qkv[:, r0 - lo : r1 - lo, :, 0, :].reshape(b, nwh, ws, nww, ws, nh, d)
         q = q.permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nwh * nww, nh, ws * ws, d)
 
-        pad = (wse - ws) // 2
-        kv = F.pad(qkv[..., 1:, :], (0, 0, 0, 0, pad, pad, pad, pad))  # zero pad H and W
+        # Zero pad W, and H where the halo leaves the image.
+        kv = F.pad(qkv[..., 1:, :], (0, 0, 0, 0, pad, pad, pad - (r0 - lo), pad - (hi - r1)))
+        del qkv
         # Overlapping windows as strided views: (B, nWh, nWw, 2, C, wse_h, wse_w).
         kv = kv.unfold(1, wse, ws).unfold(2, wse, ws).unflatten(4, (nh, d))
         # -> (2, B*nW, heads, wse*wse, d), token order row-major in the window as nn.Unfold gives.
         k, v = kv.permute(3, 0, 1, 2, 4, 6, 7, 5).reshape(2, b * nwh * nww, nh, wse * wse, d)
+        del kv
 
-        bias = self.position_bias(rpi_oca).to(x.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-        return out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
+        del q, k, v
+        out = out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, r1 - r0, w, c)
+        return self.proj(out)
 
 
 class AttenBlocks(nn.Module):

@@ -101,8 +101,9 @@ def banded_stem(x: torch.Tensor, pointwise: nn.Module, dwconv: nn.Module, post=N
             y = post(y)
         if out is None:
             fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
-            out = torch.empty((*y.shape[:2], h, w), dtype=y.dtype, device=y.device,
-                              memory_format=fmt or torch.contiguous_format)
+            out = torch.empty(
+                (*y.shape[:2], h, w), dtype=y.dtype, device=y.device, memory_format=fmt or torch.contiguous_format
+            )
         out[:, :, r0:r1] = y
     return out
 
