@@ -15,7 +15,7 @@ ALL7 = ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "
         ("nonblind", 7 * 4, ALL7),
         ("unseen", 7 * 19, ALL7),
         ("double", 5 * 9 * 2, ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray"]),
-        ("smoke", 2 * 2, ["classic5", "live1"]),
+        ("smoke", 2 + 1, ["classic5", "live1"]),
     ],
 )
 def test_packaged_protocols_load(name, n_jobs, datasets):
