@@ -83,11 +83,11 @@ def _use_bands(x: torch.Tensor) -> bool:
     return not torch.is_grad_enabled() and h * w > 2 * BAND_PIXELS and h > 2 * max(1, BAND_PIXELS // w)
 
 
-def banded_stem(x: torch.Tensor, pointwise: nn.Module, dwconv: nn.Module, post=None) -> torch.Tensor:
+def banded_stem(x: torch.Tensor, pointwise, dwconv=None, post=None) -> torch.Tensor:
     """``post(dwconv(pointwise(x)))`` computed in row bands, each with a one-row halo for the 3x3 conv.
 
-    ``post`` (default: identity) must act per pixel. The output keeps the memory format the whole-map convs
-    would give (channels_last in, channels_last out).
+    ``dwconv=None``: ``pointwise`` is the whole (per-pixel then 3x3-local) stem. ``post`` (default: identity)
+    must act per pixel. The output keeps the memory format of the first band's result.
     """
     h, w = x.shape[-2:]
     rows = max(1, BAND_PIXELS // w)
@@ -96,11 +96,14 @@ def banded_stem(x: torch.Tensor, pointwise: nn.Module, dwconv: nn.Module, post=N
         r1 = min(h, r0 + rows)
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
         # The conv zero-pads the band; only rows with real neighbours (or the image edge) are kept.
-        y = dwconv(pointwise(x[:, :, lo:hi]))[:, :, r0 - lo : r1 - lo]
+        y = pointwise(x[:, :, lo:hi])
+        if dwconv is not None:
+            y = dwconv(y)
+        y = y[:, :, r0 - lo : r1 - lo]
         if post is not None:
             y = post(y)
         if out is None:
-            fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+            fmt = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else None
             out = torch.empty(
                 (*y.shape[:2], h, w), dtype=y.dtype, device=y.device, memory_format=fmt or torch.contiguous_format
             )
@@ -122,14 +125,30 @@ class FeedForward(nn.Module):
         self.dwconv = nn.Conv2d(h2, h2, kernel_size=3, padding=1, groups=h2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
-    def _gate(self, t: torch.Tensor) -> torch.Tensor:
-        x1, x2 = t.chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``gelu(x1) * x2`` of the 1x1 -> depthwise 3x3 stem, before ``project_out``.
+
+        The two gate halves are computed as separate convs with the weight halves: every output channel
+        of a 1x1 or a depthwise conv depends on its own weights only, so this is the official
+        ``chunk(2)`` of the whole-width convs, while each half stays a dense tensor in the input's memory
+        format (strided channel slices of a channels-last map make the elementwise gate slow).
+        """
+        hid = self.project_out.in_channels
+        wi, bi = self.project_in.weight, self.project_in.bias
+        wd, bd = self.dwconv.weight, self.dwconv.bias
+        halves = []
+        for sl in (slice(0, hid), slice(hid, 2 * hid)):
+            t = F.conv2d(x, wi[sl], None if bi is None else bi[sl])
+            halves.append(F.conv2d(t, wd[sl], None if bd is None else bd[sl], padding=1, groups=hid))
+        x1, x2 = halves
+        if torch.is_grad_enabled():
+            return F.gelu(x1) * x2
+        return F.gelu(x1).mul_(x2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _use_bands(x):
-            return banded_stem(x, self.project_in, self.dwconv, self._gate)
-        return self._gate(self.dwconv(self.project_in(x)))
+            return banded_stem(x, self._stem, post=self.project_out)
+        return self.project_out(self._stem(x))
 
 
 class Attention(nn.Module):
