@@ -58,6 +58,10 @@ def bench(session: nox.Session) -> None:
     else:
         args += [f"--benchmark-compare={BENCH_BASELINE}", "--benchmark-compare-fail=mean:25%"]
     session.run(*args, *session.posargs)
+    # Issue 7's goals as ratios measured in one run (ours vs the naive official forward, metrics vs a numpy +
+    # OpenCV reference, harness overhead). Small by default; pass a size for the paper-scale figure, e.g.
+    # `python benchmarks/perf_report.py --size 480x736 --config official` on an idle machine.
+    session.run("python", "benchmarks/perf_report.py", "--size", "128x192", "--datasets", "classic5", "--qf", "10")
 
 
 # The cross-check: our Y PSNR/SSIM and pyiqa's on one LIVE1 pair. pyiqa uses an unrounded Y (BasicSR's

@@ -5,65 +5,16 @@ conventions (KAIR's ``calculate_ssim``, FBCNN's PSNR-B), measured in the same ru
 on any machine; the two must agree to 1e-9 or the comparison is meaningless.
 """
 
-import math
 
-import cv2
-import numpy as np
 import pytest
 import torch
+from reference_metrics import ref_image_metrics
 from torch import nn
 
 from cirbench import jpeg
 from cirbench.inference import InferenceSettings, TorchRestorer
 from cirbench.metrics import image_metrics
 from cirbench.models import ModelInfo
-
-# --- reference metrics: float64 numpy + OpenCV, written from the published scripts ------------------
-
-
-def ref_y(rgb: np.ndarray) -> np.ndarray:
-    return np.round(rgb.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0 + 16.0)
-
-
-def ref_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return 10 * math.log10(255.0**2 / np.mean((a - b) ** 2))
-
-
-def ref_ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    k = cv2.getGaussianKernel(11, 1.5)
-    win = k @ k.T
-    mu1, mu2 = (cv2.filter2D(x, -1, win)[5:-5, 5:-5] for x in (a, b))
-    s11 = cv2.filter2D(a * a, -1, win)[5:-5, 5:-5] - mu1**2
-    s22 = cv2.filter2D(b * b, -1, win)[5:-5, 5:-5] - mu2**2
-    s12 = cv2.filter2D(a * b, -1, win)[5:-5, 5:-5] - mu1 * mu2
-    return float(np.mean((2 * mu1 * mu2 + c1) * (2 * s12 + c2) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))))
-
-
-def ref_bef(y: np.ndarray, block: int = 8) -> float:
-    h, w = y.shape
-    bh, bv = np.arange(block - 1, w - 1, block), np.arange(block - 1, h - 1, block)
-    nh, nv = np.setdiff1d(np.arange(w - 1), bh), np.setdiff1d(np.arange(h - 1), bv)
-    d_b = ((y[:, bh] - y[:, bh + 1]) ** 2).sum() + ((y[bv, :] - y[bv + 1, :]) ** 2).sum()
-    d_bc = ((y[:, nh] - y[:, nh + 1]) ** 2).sum() + ((y[nv, :] - y[nv + 1, :]) ** 2).sum()
-    n_hb, n_vb = h * (w / block - 1), w * (h / block - 1)
-    d_b /= n_hb + n_vb
-    d_bc /= h * (w - 1) - n_hb + w * (h - 1) - n_vb
-    return math.log2(block) / math.log2(min(h, w)) * (d_b - d_bc) if d_b > d_bc else 0.0
-
-
-def ref_image_metrics(gt: np.ndarray, restored: np.ndarray) -> dict[str, dict[str, float]]:
-    g, r = gt.astype(np.float64), restored.astype(np.float64)
-    gy, ry = ref_y(gt), ref_y(restored)
-    bef_y = ref_bef(ry)
-    mse_y, mse_rgb = np.mean((gy - ry) ** 2), np.mean((g - r) ** 2)
-    return {
-        "y": {"psnr": ref_psnr(gy, ry), "ssim": ref_ssim_plane(gy, ry),
-              "psnrb": 10 * math.log10(255.0**2 / (mse_y + bef_y))},
-        "rgb": {"psnr": ref_psnr(g, r),
-                "ssim": float(np.mean([ref_ssim_plane(g[..., c], r[..., c]) for c in range(3)])),
-                "psnrb": 10 * math.log10(255.0**2 / (mse_rgb + bef_y))},
-    }
 
 
 @pytest.mark.benchmark(group="metrics 768x512")
