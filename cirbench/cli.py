@@ -49,10 +49,13 @@ def cmd_run(args) -> int:
                                        **({"overlap": args.overlap} if args.overlap is not None else {}),
                                        **({"ensemble": args.ensemble} if args.ensemble else {}))
     names = _csv(args.models) or list(protocol.models)
+    weighted = [n for n in names if n != "jpeg"]
+    if args.weights and len(weighted) != 1:
+        raise ValueError(f"--weights needs exactly one model besides jpeg in --models, got {', '.join(weighted)}")
     models = {}
     for name in names:
         try:
-            m = create_model(name, weights=args.weights if args.weights and len(names) == 1 else None,
+            m = create_model(name, weights=args.weights if name != "jpeg" else None,
                              settings=settings, device=args.device)
         except WeightsMissing as exc:
             if args.models:
@@ -71,12 +74,9 @@ def cmd_run(args) -> int:
     if summary.skipped_datasets:
         print("datasets not present (skipped): " + ", ".join(summary.skipped_datasets)
               + " — see `cirbench datasets list` for how to get them", file=sys.stderr)
-    try:
-        from .report import render
+    from .report import render
 
-        print(render([out], "table"))
-    except ImportError:
-        pass
+    print(render([out], "table"))
     return 0
 
 

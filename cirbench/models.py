@@ -39,7 +39,8 @@ import numpy as np
 from .config import ConfigError, check_table, find_tomls, load_toml
 from .datasets import closest
 
-__all__ = ["ModelInfo", "Restored", "Restorer", "ModelCard", "JpegBaseline", "create_model", "list_cards",
+__all__ = ["ModelInfo", "Restored", "Restorer", "ModelCard", "JpegBaseline", "PerQFRestorer", "create_model",
+           "list_cards",
            "load_card", "WeightsMissing"]
 
 
@@ -113,18 +114,18 @@ class ModelCard:
     per_qf: dict = field(default_factory=dict)  # {qf: path} for a model per QF
     weights_note: str = ""
 
-    def weight_paths(self, data_dir: Path | None = None) -> list[Path]:
-        """Resolve weight files: relative to the card, else to ``$CIRBENCH_WEIGHTS``."""
-        out = []
-        for w in self.weights:
-            p = Path(w).expanduser()
-            if not p.is_absolute():
-                cands = [self.path.parent / p]
-                if os.environ.get("CIRBENCH_WEIGHTS"):
-                    cands.insert(0, Path(os.environ["CIRBENCH_WEIGHTS"]) / p)
-                p = next((c for c in cands if c.exists()), cands[-1])
-            out.append(p)
-        return out
+    def resolve(self, weight: str) -> Path:
+        """A weight file: absolute, else relative to ``$CIRBENCH_WEIGHTS`` (if it is there) or to the card."""
+        p = Path(weight).expanduser()
+        if p.is_absolute():
+            return p
+        cands = [self.path.parent / p]
+        if os.environ.get("CIRBENCH_WEIGHTS"):
+            cands.insert(0, Path(os.environ["CIRBENCH_WEIGHTS"]) / p)
+        return next((c for c in cands if c.exists()), cands[-1])
+
+    def weight_paths(self) -> list[Path]:
+        return [self.resolve(w) for w in self.weights]
 
 
 def list_cards() -> dict[str, Path]:
@@ -190,8 +191,7 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
     ``weights`` overrides the card's weight file(s); ``settings`` are inference settings
     (:class:`cirbench.inference.InferenceSettings`).
     """
-    from .checkpoints import load_into
-    from .inference import InferenceSettings, TorchRestorer
+    from .inference import InferenceSettings
 
     settings = settings or InferenceSettings()
     if name == "jpeg":
@@ -203,11 +203,21 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
         if ep is not None:
             return _user_model(ep.value, weights, settings, device)
     card = load_card(name)
+    if card.per_qf and weights is None:
+        return PerQFRestorer(card, {q: card.resolve(w) for q, w in card.per_qf.items()}, settings, device)
     if weights is not None:
         paths = [Path(w) for w in (weights if isinstance(weights, list) else [weights])]
         shas: tuple = ()
     else:
         paths, shas = card.weight_paths(), card.sha256
+    return _card_restorer(card, paths, shas, settings, device)
+
+
+def _card_restorer(card: ModelCard, paths: list[Path], shas: tuple, settings, device: str) -> Restorer:
+    """The card's network(s) loaded strictly from ``paths`` (several = checkpoint averaging)."""
+    from .checkpoints import load_into
+    from .inference import InferenceSettings, TorchRestorer
+
     if not paths:
         raise WeightsMissing(_missing_message(card, []))
     missing = [p for p in paths if not p.exists()]
@@ -226,6 +236,33 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
     if card.setting != "single" and settings.name == "single":
         settings = InferenceSettings.named(card.setting)
     return TorchRestorer(nets, info, settings, device=device)
+
+
+class PerQFRestorer:
+    """A model with one checkpoint per quality factor (``[weights.per_qf]`` in its card): the non-blind
+    protocol's QF picks the checkpoint, each loaded on first use."""
+
+    def __init__(self, card: ModelCard, paths: dict[int, Path], settings, device: str):
+        self.card, self.paths, self.settings, self.device = card, paths, settings, device
+        missing = [p for p in paths.values() if not p.exists()]
+        if missing:
+            raise WeightsMissing(_missing_message(card, missing))
+        self.info = ModelInfo(name=card.name, channels=card.channels, pad_multiple=card.pad_multiple,
+                              pad_mode=card.pad_mode, takes_qf=True, description=card.description,
+                              extra={"card": card.path.name, "arch": card.arch,
+                                     "per_qf": {q: p.name for q, p in sorted(paths.items())}})
+        self._models: dict[int, Restorer] = {}
+
+    def restore(self, img: np.ndarray, qf: int | None = None) -> Restored:
+        if qf is None:
+            raise ValueError(f"model {self.card.name!r} has one checkpoint per QF ({sorted(self.paths)}); "
+                             "run it with a non-blind protocol (--protocol nonblind)")
+        if qf not in self.paths:
+            raise ValueError(f"model {self.card.name!r} has no checkpoint for QF {qf}; it has {sorted(self.paths)}")
+        if qf not in self._models:
+            self._models[qf] = _card_restorer(self.card, [self.paths[qf]], (), self.settings, self.device)
+            self.info.params = self._models[qf].info.params
+        return self._models[qf].restore(img, None)
 
 
 def _import_user_module(mod_name: str):

@@ -399,7 +399,8 @@ def _notes(sources: list[str], prov: dict, efficiency: bool) -> list[str]:
     if efficiency and prov["device"]:
         threads = "; ".join(str(t) for t in prov["threads"])
         notes.append(
-            f"Timings on {'; '.join(prov['device'])}" + (f", {threads} threads." if threads else ".")
+            f"Timings on {'; '.join(prov['device'])}"
+            + (f", {threads} thread{'' if str(threads) == '1' else 's'}." if threads else ".")
         )
     return notes
 

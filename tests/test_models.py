@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import cirbench.models as models_mod
+from cirbench import jpeg, metrics
 from cirbench.archs import ARCHS
 from cirbench.checkpoints import save_state_dict
 from cirbench.cli import main
@@ -304,6 +305,31 @@ def test_nonblind_run_gives_fbcnn_the_qf(cards_dir, tmp_path, crops):
                  "--qf", "30", "--out", str(out)]) == 0
     recs = list(iter_records(out))
     assert len(recs) == 4 and all(r["qf"] == 30 and "qf_pred" in r for r in recs)
+
+
+def test_per_qf_checkpoints_are_picked_by_the_protocol_qf(cards_dir, tmp_path, crops):
+    """A card with ``[weights.per_qf]``: the non-blind protocol's QF picks the checkpoint; blind refuses."""
+    save_state_dict(random_state_dict("promptir", seed=1), cards_dir / "q10.safetensors")
+    save_state_dict(random_state_dict("promptir", seed=2), cards_dir / "q40.safetensors")
+    name = write_tiny_card(cards_dir, "promptir")
+    with open(cards_dir / f"{name}.toml", "a") as fh:
+        fh.write('[weights.per_qf]\n10 = "q10.safetensors"\n40 = "q40.safetensors"\n')
+    out = tmp_path / "run"
+    assert main(["run", "--protocol", "nonblind", "--models", name, "--datasets", f"folder:{crops}",
+                 "--qf", "10,40", "--out", str(out)]) == 0
+    recs = [r for r in iter_records(out) if r["space"] == "y"]
+    assert sorted((r["image"], r["qf"]) for r in recs) == sorted(
+        (i, q) for i in ("bikes.png", "building2.png") for q in (10, 40))
+    # Each QF's numbers are those of its own checkpoint, run on its own.
+    for qf in (10, 40):
+        alone = create_model(str(cards_dir / f"{name}.toml"), weights=cards_dir / f"q{qf}.safetensors")
+        img = np.asarray(Image.open(crops / "bikes.png"))
+        comp = jpeg.compress(img, qf).pixels
+        want = metrics.image_metrics(img, alone.restore(comp).image)["y"]["psnr"]
+        got = next(r["psnr"] for r in recs if r["image"] == "bikes.png" and r["qf"] == qf)
+        assert got == pytest.approx(want, abs=1e-9)
+    assert main(["run", "--protocol", "blind", "--models", name, "--datasets", f"folder:{crops}",
+                 "--qf", "10", "--out", str(tmp_path / "blind")]) == 2  # needs the QF
 
 
 def test_weights_flag_overrides_the_card(cards_dir, tmp_path, crops):
