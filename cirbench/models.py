@@ -215,7 +215,7 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None, 
 
 def _card_restorer(card: ModelCard, paths: list[Path], shas: tuple, settings, device: str) -> Restorer:
     """The card's network(s) loaded strictly from ``paths`` (several = checkpoint averaging)."""
-    from .checkpoints import load_into
+    from .checkpoints import file_sha256, load_into
     from .inference import InferenceSettings, TorchRestorer
 
     if not paths:
@@ -232,7 +232,8 @@ def _card_restorer(card: ModelCard, paths: list[Path], shas: tuple, settings, de
     info = ModelInfo(name=card.name, channels=card.channels, pad_multiple=card.pad_multiple,
                      pad_mode=card.pad_mode, takes_qf=card.takes_qf, params=params,
                      description=card.description,
-                     extra={"card": card.path.name, "arch": card.arch, "weights": [p.name for p in paths]})
+                     extra={"card": card.path.name, "arch": card.arch, "weights": [p.name for p in paths],
+                            "weights_sha256": [file_sha256(p) for p in paths]})
     if card.setting != "single" and settings.name == "single":
         settings = InferenceSettings.named(card.setting)
     return TorchRestorer(nets, info, settings, device=device)
@@ -282,7 +283,7 @@ def _user_model(spec: str, weights, settings, device: str) -> Restorer:
     """``package.module:attr`` — an nn.Module (instance, class or factory) or a batch callable."""
     import torch
 
-    from .checkpoints import load_into
+    from .checkpoints import file_sha256, load_into
     from .inference import TorchRestorer
 
     mod_name, _, attr = spec.partition(":")
@@ -295,14 +296,16 @@ def _user_model(spec: str, weights, settings, device: str) -> Restorer:
         obj = obj()
     if hasattr(obj, "restore") and hasattr(obj, "info"):
         return obj  # already a restorer
+    extra: dict = {"user": spec}
     if weights is not None and isinstance(obj, torch.nn.Module):
         load_into(obj, weights)
+        extra.update(weights=[Path(weights).name], weights_sha256=[file_sha256(weights)])
     info = ModelInfo(
         name=getattr(obj, "cirbench_name", attr), channels=getattr(obj, "in_channels", 3),
         pad_multiple=getattr(obj, "pad_multiple", 1), pad_mode=getattr(obj, "pad_mode", "reflect"),
         takes_qf=getattr(obj, "takes_qf", False),
         params=sum(p.numel() for p in obj.parameters()) if isinstance(obj, torch.nn.Module) else None,
-        extra={"user": spec},
+        extra=extra,
     )
     if isinstance(obj, torch.nn.Module):
         obj.eval()

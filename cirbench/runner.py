@@ -95,6 +95,18 @@ def provenance(protocol: Protocol, device: str) -> dict:
     }
 
 
+def _refuse_other_weights(out: Path, old_models: dict, models: dict[str, Restorer]) -> None:
+    """Resuming skips every key on disk, and a key does not name the weights: records of retrained weights
+    would silently mix with the old ones. run.json keeps each model's weights sha256; a change stops here."""
+    for name, model in models.items():
+        before = old_models.get(name, {}).get("weights_sha256")
+        now = model.info.extra.get("weights_sha256")
+        if before is not None and now is not None and list(before) != list(now):
+            raise RunError(f"{out}: its records of model {name!r} were made with other weights "
+                           f"(sha256 {before[0][:12]}…, now {now[0][:12]}…); use another --out, "
+                           f"or delete {out / RUN_FILE} and that model's records to redo them")
+
+
 def _update_run_json(out_dir: Path, info: dict) -> None:
     path = out_dir / RUN_FILE
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -184,6 +196,7 @@ def run_protocol(
     old = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     if old.get("protocol", {}).get("name") not in (None, protocol.name):
         raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
+    _refuse_other_weights(out, old.get("models", {}), models)
     summary = RunSummary(out)
     started = time.perf_counter()
 

@@ -81,8 +81,8 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    type: str = "l1"  # ours: "l1" or "charbonnier"
-    eps: float = 1e-3  # Charbonnier epsilon; ours
+    type: str = "l1"  # ours: "l1", "charbonnier" or "psnr" (per-sample -PSNR, as HINet)
+    eps: float = 1e-3  # Charbonnier epsilon; for "psnr", eps**2 is the MSE floor (a 60 dB cap); ours
 
 
 @dataclass
@@ -221,7 +221,7 @@ def _validate(cfg: TrainConfig) -> None:
          "must be two numbers in [0, 1)")
     need(cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
     need(0 <= cfg.optim.warmup_steps <= cfg.total_steps, "optim.warmup_steps", "must be in 0..total steps")
-    need(cfg.loss.type in ("l1", "charbonnier"), "loss.type", "must be 'l1' or 'charbonnier'")
+    need(cfg.loss.type in ("l1", "charbonnier", "psnr"), "loss.type", "must be 'l1', 'charbonnier' or 'psnr'")
     need(cfg.loss.eps > 0, "loss.eps", "must be positive")
     need(all(1 <= q <= 100 for q in cfg.val.qfs), "val.qfs", "must be integers in 1..100")
     need(cfg.val.every >= 0 and cfg.val.max_images >= 0, "val.every", "and val.max_images must be >= 0")

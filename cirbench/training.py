@@ -116,10 +116,23 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _psnr_loss(out: torch.Tensor, target: torch.Tensor, mse_floor: float) -> torch.Tensor:
+    """Minus the mean per-sample PSNR (HINet's "PSNR loss"), up to a constant.
+
+    Each sample's gradient is scaled by 1/MSE, so a lightly compressed patch (QF 90, MSE ~1e-4) pulls as
+    hard as a QF 10 one: L1 lets the heavy QFs dominate and the model then over-smooths light ones.
+    ``mse_floor`` caps one sample's weight (flat patches that are already almost exact).
+    """
+    mse = ((out - target) ** 2).flatten(1).mean(dim=1)
+    return (10.0 / math.log(10.0)) * torch.log(mse + mse_floor).mean()
+
+
 def _loss_fn(cfg: LossConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    eps2 = cfg.eps**2
     if cfg.type == "l1":
         return F.l1_loss
-    eps2 = cfg.eps**2
+    if cfg.type == "psnr":
+        return lambda out, target: _psnr_loss(out, target, eps2)
     return lambda out, target: torch.sqrt((out - target) ** 2 + eps2).mean()
 
 

@@ -481,6 +481,26 @@ def test_checkpoint_for_another_model_lists_keys(tmp_path, capsys, user_models, 
     one_line_error(err, str(weights), "does not match TileConv", *words)
 
 
+def test_rerun_with_other_weights_is_refused(tmp_path, capsys, user_models):
+    """A resumed run skips keys on disk, and keys do not name weights: retrained weights must not mix in."""
+    from safetensors.torch import save_file
+
+    ds = make_folder(tmp_path, 2)
+    out = tmp_path / "run"
+    first, second = tmp_path / "w1.safetensors", tmp_path / "w2.safetensors"
+    save_file({"conv.weight": torch.zeros(3, 3, 3, 3), "conv.bias": torch.zeros(3)}, first)
+    save_file({"conv.weight": torch.full((3, 3, 3, 3), 0.01), "conv.bias": torch.zeros(3)}, second)
+    rc, _, err = cli(capsys, *run_args(ds, out, f"{MODULE}:TileConv"), "--weights", first)
+    assert rc == 0, err
+    before = (out / "records.jsonl").read_bytes()
+    rc, _, err = cli(capsys, *run_args(ds, out, f"{MODULE}:TileConv"), "--weights", first)
+    assert rc == 0, err  # the same weights resume (nothing to do)
+    rc, _, err = cli(capsys, *run_args(ds, out, f"{MODULE}:TileConv"), "--weights", second)
+    assert rc == 2
+    one_line_error(err, str(out), "'TileConv' were made with other weights", "use another --out")
+    assert (out / "records.jsonl").read_bytes() == before
+
+
 # --- NaN / Inf outputs -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["NaNNet", "InfNet"])
 def test_nonfinite_output_is_flagged_and_run_goes_on(tmp_path, capsys, user_models, model):

@@ -21,9 +21,9 @@ from PIL import Image
 from torch import nn
 
 from cirbench.checkpoints import atomic_write, load_into
-from cirbench.train_config import ConfigError, OptimConfig, config_from_dict, load_config, override_steps
+from cirbench.train_config import ConfigError, LossConfig, OptimConfig, config_from_dict, load_config, override_steps
 from cirbench.train_log import read_log
-from cirbench.training import CHECKPOINT_NAME, FINAL_EMA_NAME, lr_at, train
+from cirbench.training import CHECKPOINT_NAME, FINAL_EMA_NAME, _loss_fn, lr_at, train
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path):
         ("data", "patch_size", 12.5, "'data.patch_size' must be int"),
         ("stage1", "qfs", [10, "20"], r"'stage1.qfs\[1\]' must be int"),
         ("runtime", "amp", 1, "'runtime.amp' must be bool"),
-        ("loss", "type", "l2", "'loss.type' must be 'l1' or 'charbonnier'"),
+        ("loss", "type", "l2", "'loss.type' must be 'l1', 'charbonnier' or 'psnr'"),
         ("stage2", "qf_max", 101, "stage2.qf_min"),
         ("optim", "betas", [0.9], "'optim.betas' must be two numbers"),
     ],
@@ -294,3 +294,21 @@ def test_init_starts_from_given_weights(images, tmp_path):
     ema = torch.load(first / CHECKPOINT_NAME, weights_only=True)["ema"]
     start = torch.load(second / CHECKPOINT_NAME, weights_only=True)["model"]
     assert all(torch.allclose(start[k], ema[k], atol=1e-9) for k in ema)  # one step at lr 1e-12 moves nothing
+
+
+def test_psnr_loss_is_minus_mean_per_sample_psnr():
+    """Per-sample PSNR (peak 1) computed in numpy: a QF-90-like patch counts as much as a QF-10-like one."""
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 3, 16, 16, generator=gen)
+    noise = torch.randn(3, 3, 16, 16, generator=gen) * torch.tensor([0.1, 0.01, 0.001]).view(3, 1, 1, 1)
+    out = target + noise
+    eps = 1e-4
+    loss = _loss_fn(LossConfig(type="psnr", eps=eps))(out, target)
+    mse = ((out - target).double() ** 2).numpy().reshape(3, -1).mean(axis=1)
+    expected = -np.mean(10 * np.log10(1.0 / (mse + eps**2)))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # each sample's gradient is scaled by 1/MSE: the lightly degraded sample gets the largest push per pixel
+    out.requires_grad_(True)
+    _loss_fn(LossConfig(type="psnr", eps=eps))(out, target).backward()
+    per_sample = out.grad.abs().flatten(1).mean(dim=1)
+    assert per_sample[2] > per_sample[1] > per_sample[0]
