@@ -42,14 +42,16 @@ def append_record(fh: IO[str], record: dict) -> None:
     fh.flush()
 
 
-def write_curves(log_path: Path, png_path: Path) -> None:
-    """Plot training loss and validation PSNR against the step (Agg canvas: no display, no global backend)."""
+def write_curves(log_path: Path, png_path: Path):
+    """Plot training loss and validation PSNR against the step (Agg canvas: no display, no global backend).
+
+    Returns the matplotlib Figure (None for an empty log)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     records = read_log(log_path)
     if not records:
-        return
+        return None
     fig = Figure(figsize=(9, 4.5))
     FigureCanvasAgg(fig)
     ax_loss, ax_val = fig.subplots(1, 2)
@@ -60,7 +62,9 @@ def write_curves(log_path: Path, png_path: Path) -> None:
     if window > 1:  # a moving average makes the trend readable under per-batch noise
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax_loss.plot(steps[window - 1 :], smooth, lw=1.2, label=f"mean of {window}")
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    # L1/Charbonnier losses span decades (log axis); the PSNR loss is negative (linear axis).
+    scale = "log" if min(losses) > 0 else "linear"
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale=scale, title="loss")
     ax_loss.legend()
     val = [r for r in records if "val_psnr" in r]
     if val:
@@ -76,3 +80,4 @@ def write_curves(log_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     # format is explicit: the temp file's name does not end in .png.
     atomic_write(png_path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    return fig

@@ -22,7 +22,7 @@ from torch import nn
 
 from cirbench.checkpoints import atomic_write, load_into
 from cirbench.train_config import ConfigError, LossConfig, OptimConfig, config_from_dict, load_config, override_steps
-from cirbench.train_log import read_log
+from cirbench.train_log import read_log, write_curves
 from cirbench.training import CHECKPOINT_NAME, FINAL_EMA_NAME, _loss_fn, lr_at, train
 
 torch.set_num_threads(1)
@@ -312,3 +312,17 @@ def test_psnr_loss_is_minus_mean_per_sample_psnr():
     _loss_fn(LossConfig(type="psnr", eps=eps))(out, target).backward()
     per_sample = out.grad.abs().flatten(1).mean(dim=1)
     assert per_sample[2] > per_sample[1] > per_sample[0]
+
+
+@pytest.mark.parametrize("losses, scale", [([0.05, 0.02, 0.01], "log"), ([-30.0, -32.5, -34.0], "linear")])
+def test_curves_show_positive_and_negative_losses(tmp_path, losses, scale):
+    """The PSNR loss is negative: on a log axis its curve would vanish (an empty panel)."""
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": i, "stage": 2, "loss": v, "lr": 1e-4, "seconds": i}) + "\n"
+                           for i, v in enumerate(losses)))
+    fig = write_curves(log, tmp_path / "curves.png")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == scale
+    low, high = ax.get_ylim()
+    assert low <= min(losses) and max(losses) <= high
+    assert (tmp_path / "curves.png").stat().st_size > 0
