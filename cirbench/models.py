@@ -244,6 +244,8 @@ class PerQFRestorer:
     protocol's QF picks the checkpoint, each loaded on first use."""
 
     def __init__(self, card: ModelCard, paths: dict[int, Path], settings, device: str):
+        from .checkpoints import file_sha256
+
         self.card, self.paths, self.settings, self.device = card, paths, settings, device
         missing = [p for p in paths.values() if not p.exists()]
         if missing:
@@ -251,7 +253,8 @@ class PerQFRestorer:
         self.info = ModelInfo(name=card.name, channels=card.channels, pad_multiple=card.pad_multiple,
                               pad_mode=card.pad_mode, takes_qf=True, description=card.description,
                               extra={"card": card.path.name, "arch": card.arch,
-                                     "per_qf": {q: p.name for q, p in sorted(paths.items())}})
+                                     "per_qf": {q: p.name for q, p in sorted(paths.items())},
+                                     "weights_sha256": [file_sha256(p) for _, p in sorted(paths.items())]})
         self._models: dict[int, Restorer] = {}
 
     def restore(self, img: np.ndarray, qf: int | None = None) -> Restored:
