@@ -75,17 +75,25 @@ class FixedQFs(QFSampler):
 
 @dataclass(frozen=True)
 class QFRange(QFSampler):
-    """Stage 2 (online): uniform integer in ``[qf_min, qf_max]``, both included."""
+    """Stage 2 (online): an integer in ``[qf_min, qf_max]``, both included, uniform or log-uniform.
+
+    Log-uniform draws ``round(exp(u))`` for ``u`` uniform in ``[ln(qf_min - 0.5), ln(qf_max + 0.5)]``, so
+    every integer is reachable and low QFs, where the artifacts are worst, are drawn more often.
+    """
 
     qf_min: int
     qf_max: int
+    log: bool = False
 
     def __post_init__(self):
         if not 1 <= self.qf_min <= self.qf_max <= 100:
             raise ValueError(f"need 1 <= qf_min <= qf_max <= 100, got {self.qf_min}..{self.qf_max}")
 
     def __call__(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(self.qf_min, self.qf_max + 1))
+        if not self.log:
+            return int(rng.integers(self.qf_min, self.qf_max + 1))
+        lo, hi = np.log(self.qf_min - 0.5), np.log(self.qf_max + 0.5)
+        return int(min(self.qf_max, max(self.qf_min, round(float(np.exp(rng.uniform(lo, hi)))))))
 
 
 @dataclass(frozen=True)

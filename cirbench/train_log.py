@@ -43,18 +43,18 @@ def append_record(fh: IO[str], record: dict) -> None:
 
 
 def write_curves(log_path: Path, png_path: Path):
-    """Plot training loss and validation PSNR against the step (Agg canvas: no display, no global backend).
-
-    Returns the matplotlib Figure (None for an empty log)."""
+    """Plot the training loss, the validation gain over the JPEG input per QF against samples seen, and the
+    throughput (samples/s) (Agg canvas: no display, no global backend). Returns the Figure (None for an
+    empty log)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     records = read_log(log_path)
     if not records:
         return None
-    fig = Figure(figsize=(9, 4.5))
+    fig = Figure(figsize=(13.5, 4.5))
     FigureCanvasAgg(fig)
-    ax_loss, ax_val = fig.subplots(1, 2)
+    ax_loss, ax_val, ax_speed = fig.subplots(1, 3)
     steps = [r["step"] for r in records]
     losses = [r["loss"] for r in records]
     ax_loss.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
@@ -68,11 +68,27 @@ def write_curves(log_path: Path, png_path: Path):
     ax_loss.legend()
     val = [r for r in records if "val_psnr" in r]
     if val:
-        ax_val.plot([r["step"] for r in val], [r["val_psnr"] for r in val], "o-", label="model (EMA)")
-        ax_val.plot([r["step"] for r in val], [r["val_jpeg_psnr"] for r in val], "--", label="JPEG input")
+        # Older logs carry no sample count: the step is the best x they have.
+        x = [r.get("samples", r["step"]) for r in val]
+        xlabel = "samples seen" if "samples" in val[0] else "step"
+        per_qf = val[0].get("val_psnr_qf") or {}
+        for q in per_qf:
+            gain = [r["val_psnr_qf"][q] - r["val_jpeg_psnr_qf"][q] for r in val]
+            ax_val.plot(x, gain, "o-", ms=3, label=f"QF {q}")
+        if not per_qf:
+            ax_val.plot(x, [r["val_psnr"] - r["val_jpeg_psnr"] for r in val], "o-", ms=3, label="mean")
+        ax_val.axhline(0, color="0.4", lw=0.8, ls="--")
         ax_val.legend()
-    ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)", title="validation (mean over QFs)")
-    for ax in (ax_loss, ax_val):
+        ax_val.set(xlabel=xlabel)
+    ax_val.set(ylabel="PSNR-Y gain over JPEG (dB)", title="validation (EMA)")
+    speed = [(r["step"], r["samples_per_s"]) for r in records if "samples_per_s" in r]
+    if speed:
+        sp = np.array([v for _, v in speed])
+        w = max(1, len(sp) // 50)
+        sm = np.convolve(sp, np.ones(w) / w, mode="valid") if w > 1 else sp
+        ax_speed.plot([s for s, _ in speed][w - 1 :], sm, lw=1.0)
+    ax_speed.set(xlabel="step", ylabel="samples/s (incl. data wait)", title="throughput")
+    for ax in (ax_loss, ax_speed):
         for r in records[1:]:
             if r["stage"] != records[0]["stage"]:
                 ax.axvline(r["step"], color="gray", ls=":", lw=0.8)  # stage 2 starts

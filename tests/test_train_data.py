@@ -109,6 +109,17 @@ def test_qf_sampling_per_stage(image_dir):
         FixedQFs((0, 10))
 
 
+def test_log_uniform_qfs_reach_every_value_and_favour_low_ones(image_dir):
+    qfs = np.array([_dataset(image_dir, QFRange(5, 95, log=True)).sample_params(i, 40, 40).qf
+                    for i in range(6000)])
+    assert qfs.min() == 5 and qfs.max() == 95
+    # P(QF <= 30) = ln(30.5 / 4.5) / ln(95.5 / 4.5) = 0.627 for the continuous draw before rounding.
+    assert abs((qfs <= 30).mean() - 0.627) < 0.03
+    uniform = [_dataset(image_dir, QFRange(5, 95)).sample_params(i, 40, 40).qf for i in range(50)]
+    assert uniform == [_dataset(image_dir, QFRange(5, 95, log=False)).sample_params(i, 40, 40).qf
+                       for i in range(50)]
+
+
 def test_gray_samples_replicate_bt601_luma(image_dir):
     ds = _dataset(image_dir, gray=1.0)
     inp, target = ds[2]

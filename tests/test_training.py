@@ -326,3 +326,23 @@ def test_curves_show_positive_and_negative_losses(tmp_path, losses, scale):
     low, high = ax.get_ylim()
     assert low <= min(losses) and max(losses) <= high
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_amp_is_refused_on_a_cpu_without_native_bf16(images, tmp_path, monkeypatch):
+    import cirbench.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    cfg = config_from_dict(_table(images, runtime={"device": "cpu", "amp": True}), "amp.toml")
+    with pytest.raises(ConfigError, match="runtime.amp = true needs a CPU with native bf16"):
+        train(cfg, tmp_path / "run")
+
+
+def test_channels_last_trains_to_the_same_losses(images, tmp_path):
+    """NHWC is a memory layout: the losses match NCHW to float rounding."""
+    runs = {}
+    for cl in (False, True):
+        cfg = config_from_dict(_table(images, runtime={"device": "cpu", "channels_last": cl}), "cl.toml")
+        train(cfg, tmp_path / str(cl), steps_override=4)
+        runs[cl] = [r["loss"] for r in read_log(tmp_path / str(cl) / "log.jsonl")]
+        assert all(r["samples_per_s"] > 0 for r in read_log(tmp_path / str(cl) / "log.jsonl"))
+    assert runs[True] == pytest.approx(runs[False], rel=1e-5)
