@@ -69,7 +69,7 @@ def bench(session: nox.Session) -> None:
 _IQA_CHECK = """
 import numpy as np, torch, pyiqa
 from cirbench import jpeg
-from cirbench.datasets import get_dataset
+from cirbench.eval.datasets import get_dataset
 from cirbench.metrics import image_metrics
 ds = get_dataset("live1")
 gt = ds.load(ds.files[0]); jp = jpeg.compress(gt, 10).pixels

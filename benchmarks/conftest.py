@@ -23,7 +23,7 @@ def _one_thread():
 def live1_pair():
     """A 768x512 LIVE1 image (embedded copy) and its QF 10 JPEG: the metrics' typical input."""
     from cirbench import jpeg
-    from cirbench.datasets import get_dataset
+    from cirbench.eval.datasets import get_dataset
 
     ds = get_dataset("live1", os.environ.get("CIRBENCH_DATA"))
     gt = ds.load(next(p for name, p in ds if name == "bikes.bmp"))

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from cirbench.archs import PromptCIR
-from cirbench.checkpoints import save_state_dict
+from cirbench.zoo.checkpoints import save_state_dict
 
 cards = Path(sys.argv[1])
 torch.manual_seed(0)
@@ -89,7 +89,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from cirbench.records import iter_records
+from cirbench.eval.records import iter_records
 
 out, cpu_json = Path(sys.argv[1]), sys.argv[2]
 rows, psnr = [], {}

@@ -175,7 +175,7 @@ def goal1(args, tmp: Path) -> dict:
 # --- goal 2: metric stack ----------------------------------------------------------------------------------
 def live1_pair(qf: int = 10):
     from cirbench import jpeg
-    from cirbench.datasets import get_dataset
+    from cirbench.eval.datasets import get_dataset
 
     ds = get_dataset("live1", os.environ.get("CIRBENCH_DATA"))
     gt = ds.load(next(p for name, p in ds if name == "bikes.bmp"))
@@ -257,8 +257,8 @@ def _compact_card(tmp: Path) -> tuple[dict, str]:
     import torch
 
     from cirbench.archs import build_arch
-    from cirbench.checkpoints import save_state_dict
     from cirbench.config import load_toml
+    from cirbench.zoo.checkpoints import save_state_dict
 
     card_src = REPO / "models" / "promptcir-compact.toml"
     card = load_toml(card_src)
@@ -275,7 +275,7 @@ def _compact_card(tmp: Path) -> tuple[dict, str]:
 def serial_work_seconds(datasets: list[str], qfs: list[int]) -> float:
     """Decode + JPEG + metrics of the same jobs done serially (what the overlap must hide)."""
     from cirbench import jpeg
-    from cirbench.datasets import get_dataset
+    from cirbench.eval.datasets import get_dataset
     from cirbench.metrics import image_metrics
 
     total = 0.0
@@ -294,7 +294,7 @@ def serial_work_seconds(datasets: list[str], qfs: list[int]) -> float:
 def goal3(args, tmp: Path) -> dict:
     env, weights_note = _compact_card(tmp)
     out_dir = tmp / "run"
-    cmd = [sys.executable, "-m", "cirbench.cli", "run", "--protocol", "blind", "--models", "promptcir-compact",
+    cmd = [sys.executable, "-m", "cirbench", "run", "--protocol", "blind", "--models", "promptcir-compact",
            "--datasets", args.datasets, "--qf", args.qf, "--out", str(out_dir), "--threads", str(args.threads)]
     if args.data_root:
         cmd += ["--data-root", args.data_root]

@@ -12,9 +12,9 @@ from reference_metrics import ref_image_metrics
 from torch import nn
 
 from cirbench import jpeg
-from cirbench.inference import InferenceSettings, TorchRestorer
 from cirbench.metrics import image_metrics
-from cirbench.models import ModelInfo
+from cirbench.zoo import ModelInfo
+from cirbench.zoo.inference import InferenceSettings, TorchRestorer
 
 
 @pytest.mark.benchmark(group="metrics 768x512")

@@ -2,7 +2,7 @@
 ``pytest benchmarks --benchmark-only``).
 
 Each benchmark stores in ``extra_info``: ``peak_rss_mib``, the peak growth of the resident set over
-the timed forwards (``cirbench.zoo_info.peak_rss_growth``: VmHWM after minus VmRSS before, the
+the timed forwards (``cirbench.zoo.profile.peak_rss_growth``: VmHWM after minus VmRSS before, the
 high-water mark reset first; weights and input excluded, activations and allocator overhead
 included), the parameter count and the thread count (one: see conftest.py).
 
@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from cirbench.archs import FBCNN, PromptCIR
-from cirbench.models import build_network, load_card
-from cirbench.zoo_info import peak_rss_growth
+from cirbench.zoo.cards import load_card
+from cirbench.zoo.factory import build_network
+from cirbench.zoo.profile import peak_rss_growth
 
 H, W = 480, 736  # a multiple of 32: no padding for any model here
 

@@ -19,16 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageError", "read_image", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_PIXELS"]
+from .errors import ImageError
+
+__all__ = ["ImageError", "read_image", "list_images", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_PIXELS"]
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 MIN_SIDE = 11  # SSIM's 11x11 window needs at least this much
 MAX_PIXELS = 16384 * 16384  # 268 MP; above this Pillow's bomb guard refuses the file
 _EXIF_ORIENTATION = 0x0112
-
-
-class ImageError(ValueError):
-    """An image cannot be evaluated; the message names the file and the fix."""
 
 
 def read_image(path: str | Path, *, min_side: int = MIN_SIDE) -> np.ndarray:
@@ -62,6 +60,13 @@ def read_image(path: str | Path, *, min_side: int = MIN_SIDE) -> np.ndarray:
             f"{path}: {w}x{h} is smaller than {min_side}x{min_side}, the SSIM window; use larger images"
         )
     return arr
+
+
+def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """The image files of a folder (by suffix, :data:`IMAGE_SUFFIXES`), sorted by path."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _to_array(im: Image.Image, path: Path) -> np.ndarray:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, features
 
-__all__ = ["Compressed", "encode", "decode", "compress", "double_compress", "encoder_info"]
+__all__ = ["Compressed", "Degradation", "encode", "decode", "compress", "double_compress", "encoder_info"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,61 @@ def encoder_info() -> dict[str, str]:
         "chroma_subsampling": "4:2:0",
         "dct": "islow",
     }
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """One degradation: single JPEG at ``qf``, or double JPEG ``qf1`` -> crop ``shift`` -> ``qf``.
+
+    The one owner of its three spellings: records' ``name`` (``"jpeg"``, ``"double-q10-s4x4"``, with the
+    last QF in its own field), table ``label`` (``"QF 10"``, ``"QF 10→30 s4,4"``) and the literature CSV's
+    ``published`` text (``"jpeg:10"``, ``"double:10,30,shift4"``).
+    """
+
+    qf: int
+    qf1: int | None = None
+    shift: tuple[int, int] = (0, 0)
+
+    @property
+    def name(self) -> str:
+        if self.qf1 is None:
+            return "jpeg"
+        return f"double-q{self.qf1}-s{self.shift[0]}x{self.shift[1]}"
+
+    @classmethod
+    def from_name(cls, name: str, qf: int) -> Degradation:
+        """Inverse of :attr:`name`: ("double-q10-s4x4", 30) -> Degradation(30, 10, (4, 4))."""
+        if name == "jpeg":
+            return cls(int(qf))
+        m = re.fullmatch(r"double-q(\d+)-s(\d+)x(\d+)", name)
+        if not m:
+            raise ValueError(f"unknown degradation {name!r}; expected 'jpeg' or 'double-q<QF1>-s<dy>x<dx>'")
+        return cls(int(qf), int(m[1]), (int(m[2]), int(m[3])))
+
+    @classmethod
+    def from_published(cls, text: str) -> Degradation:
+        """The literature CSV's spelling: ``jpeg:10``, or ``double:30,10,shift4`` (QF 30, then QF 10 on a
+        grid shifted by 4, 4 pixels)."""
+        text = text.strip()
+        m = re.fullmatch(r"jpeg:(\d+)", text)
+        if m:
+            return cls(int(m[1]))
+        m = re.fullmatch(r"double:(\d+),(\d+)(?:,shift(\d+))?", text)
+        if m:
+            shift = int(m[3] or 0)
+            return cls(int(m[2]), int(m[1]), (shift, shift))
+        raise ValueError(f"unknown published degradation {text!r}; expected 'jpeg:QF' or 'double:QF1,QF2[,shiftN]'")
+
+    @property
+    def label(self) -> str:
+        """A table column's label: ``QF 10``, or ``QF 10→30`` (plus `` s4,4`` when shifted)."""
+        if self.qf1 is None:
+            return f"QF {self.qf}"
+        shift = "" if self.shift == (0, 0) else f" s{self.shift[0]},{self.shift[1]}"
+        return f"QF {self.qf1}→{self.qf}{shift}"
+
+    def apply(self, img: np.ndarray) -> tuple[Compressed, np.ndarray]:
+        """The compressed image and the ground truth it is scored against (cropped when shifted)."""
+        if self.qf1 is None:
+            return compress(img, self.qf), img
+        return double_compress(img, self.qf1, self.qf, self.shift)

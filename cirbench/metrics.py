@@ -83,27 +83,14 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _filter_valid(t: torch.Tensor) -> torch.Tensor:
-    """Separable 11x11 Gaussian filter over the last two axes, valid region only, in float64.
-
-    On CPU this is OpenCV's ``sepFilter2D``, as the reference (KAIR's ``cv2.filter2D``): torch has
-    no fast float64 convolution on CPU (~40x slower). Other devices use ``conv2d``.
-    """
+    """Separable 11x11 Gaussian filter over the last two axes, valid region only (non-CPU devices: the CPU
+    path is :func:`_ssim_planes_cpu`, OpenCV's float64 ``sepFilter2D`` as KAIR's ``cv2.filter2D``)."""
     n = _WINDOW.numel()
     h, w = t.shape[-2:]
-    if t.device.type != "cpu":
-        g = _WINDOW.to(t.device)
-        flat = t.reshape(-1, 1, h, w)
-        flat = F.conv2d(F.conv2d(flat, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-        return flat.reshape(*t.shape[:-2], h - n + 1, w - n + 1)
-    import cv2
-
-    g = _WINDOW.numpy()
-    planes = t.detach().contiguous().numpy().reshape(-1, h, w)
-    out = np.empty((planes.shape[0], h - n + 1, w - n + 1))
-    r = n // 2
-    for i, plane in enumerate(planes):
-        out[i] = cv2.sepFilter2D(plane, cv2.CV_64F, g, g, borderType=cv2.BORDER_REFLECT_101)[r:-r, r:-r]
-    return torch.from_numpy(out.reshape(*t.shape[:-2], h - n + 1, w - n + 1))
+    g = _WINDOW.to(t.device)
+    flat = t.reshape(-1, 1, h, w)
+    flat = F.conv2d(F.conv2d(flat, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    return flat.reshape(*t.shape[:-2], h - n + 1, w - n + 1)
 
 
 def _ssim_planes_cpu(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

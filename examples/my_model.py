@@ -21,7 +21,7 @@ float batches in [0, 1]. cirbench reads these optional attributes from the netwo
 The output is clamped to [0, 1] and rounded to uint8 by cirbench. Weights given with ``--weights``
 go through the same safe loader as the model cards (``.pth``/``.ckpt`` with ``weights_only=True``,
 or ``.safetensors``). An installed package can register the network under a short name through
-the ``cirbench.models`` entry-point group instead (see ``cirbench.models``).
+the ``cirbench.models`` entry-point group instead (see ``cirbench.archs``).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from cirbench.checkpoints import (
+from cirbench.files import sha256_file
+from cirbench.zoo.checkpoints import (
     CheckpointError,
-    file_sha256,
     load_into,
     read_state_dict,
     save_state_dict,
@@ -196,7 +196,7 @@ def test_sha256(tmp_path):
     ref = _reference()
     path = tmp_path / "w.pth"
     torch.save(ref, path)
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     load_into(Small(), path, sha256=digest.upper())  # case-insensitive
     wrong = "0" * 64
     with pytest.raises(CheckpointError) as info:

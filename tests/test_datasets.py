@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cirbench import datasets
-from cirbench.datasets import REGISTRY, DatasetMissing, data_root, get_dataset, verify
+from cirbench.errors import ConfigError
+from cirbench.eval import datasets
+from cirbench.eval.datasets import REGISTRY, DatasetMissing, data_root, get_dataset, verify
 from cirbench.images import read_image
 
 SHARED = Path(os.environ.get("CIRBENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -94,7 +95,7 @@ def test_embedded_files_equal_shared(tmp_path):
 
 
 def test_unknown_dataset_suggests():
-    with pytest.raises(KeyError, match="did you mean 'classic5'"):
+    with pytest.raises(ConfigError, match="did you mean 'classic5'"):
         get_dataset("clasic5")
 
 

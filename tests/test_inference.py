@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from cirbench.archs import FBCNN, PromptCIR
-from cirbench.inference import InferenceSettings, TorchRestorer, pad_image, tile_origins
-from cirbench.models import ModelInfo
+from cirbench.zoo.factory import ModelInfo
+from cirbench.zoo.inference import InferenceSettings, TorchRestorer, pad_image, tile_origins
 
 torch.set_num_threads(1)
 

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cirbench.plots import _window, make_plots
+from cirbench.eval.records import gt_image_path, iter_records, output_image_path
+from cirbench.report.plots import _window, make_plots
 
 RUN = Path(__file__).parent / "data" / "records_small"
 LIT = Path(__file__).parent / "data" / "literature_small.csv"
 
 
-def _provider(calls):
+def _save_outputs(run: Path) -> None:
+    """What ``cirbench run --save-images`` writes for the records at QF 10: ground truth, JPEG and fbcnn
+    outputs (swinir saved nothing: its panel is left out)."""
     yy, xx = np.mgrid[0:128, 0:160]
     gt = (128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 9.0)).astype(np.uint8)
-    noise = {None: 0, "jpeg": 20, "fbcnn": 6}  # swinir: no output, its panel is left out
-
-    def provide(dataset, image, degradation, qf, model):
-        calls.append((dataset, image, degradation, qf, model))
-        if model not in noise:
-            return None
-        img = np.clip(gt + np.random.default_rng(0).normal(0, noise[model], gt.shape), 0, 255).astype(
-            np.uint8
-        )
-        return img if dataset == "classic5" else np.stack([img, img, img], axis=-1)
-
-    return provide
+    noise = {None: 0, "jpeg": 20, "fbcnn": 6}
+    for rec in iter_records(run):
+        if rec["qf"] != 10:
+            continue
+        for model, sigma in noise.items():
+            img = np.clip(gt + np.random.default_rng(0).normal(0, sigma, gt.shape), 0, 255).astype(np.uint8)
+            img = img if rec["dataset"] == "classic5" else np.stack([img, img, img], axis=-1)
+            path = (gt_image_path(run, rec["dataset"], "jpeg", rec["image"]) if model is None
+                    else output_image_path(run, model, "single", rec["dataset"], "jpeg", 10, rec["image"]))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(path)
 
 
 def _check(paths):
@@ -48,9 +51,11 @@ def test_plots_without_crops(tmp_path):
     _check(paths)
 
 
-def test_plots_with_crops(tmp_path):
-    calls = []
-    paths = make_plots(RUN, tmp_path, crop_provider=_provider(calls), metrics=("psnr", "ssim"))
+def test_plots_with_crops_from_saved_images(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    _save_outputs(run)
+    paths = make_plots(run, tmp_path / "plots", metrics=("psnr", "ssim"))
     names = {p.name for p in paths}
     assert {
         "ssim_vs_qf.png",
@@ -59,8 +64,14 @@ def test_plots_with_crops(tmp_path):
         "crops_live1_q10.png",
     } <= names
     _check(paths)
-    # crops are taken at the lowest QF, of the image where a model gains most over jpeg
-    assert {c[3] for c in calls} == {10} and {c[4] for c in calls} == {None, "jpeg", "fbcnn", "swinir"}
+    with Image.open(tmp_path / "plots" / "crops_classic5_q10.png") as im:
+        three_panels = im.width  # ground truth, JPEG, fbcnn (swinir saved no image)
+    assert three_panels > 2.2 * im.height  # two panels would be about 1.6 times as wide as high
+
+
+def test_no_saved_images_no_crops(tmp_path):
+    paths = make_plots(RUN, tmp_path, metrics=("psnr",))
+    assert not [p for p in paths if p.name.startswith("crops_")]
 
 
 def test_window_finds_texture():

@@ -3,7 +3,7 @@
 import pytest
 
 from cirbench.config import ConfigError
-from cirbench.protocols import Degradation, list_protocols, load_protocol
+from cirbench.eval.protocols import Degradation, list_protocols, load_protocol
 
 ALL7 = ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray"]
 
@@ -83,7 +83,7 @@ def test_unknown_top_key(tmp_path):
         ('[[tasks]]\ndatasets = ["classic5"]\n', "missing required key 'qfs'"),
         ('[[tasks]]\ndatasets = ["clasic5"]\nqfs = [10]\n', "did you mean 'classic5'"),
         ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [0]\n', "1..100"),
-        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10.5]\n', "1..100"),
+        ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10.5]\n', "'qfs' must be a list of integers"),
         ('[[tasks]]\ndatasets = ["classic5"]\nqfs = []\n', "non-empty"),
         ('[[tasks]]\ndatasets = ["classic5"]\nqfs = 10\n', "must be a list"),
         ('[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\ndegradation = "webp"\n', "degradation"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cirbench.cli import main
-from cirbench.records import iter_records
+from cirbench.eval.records import iter_records
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"

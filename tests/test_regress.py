@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from cirbench import metrics
-from cirbench.checkpoints import read_state_dict, save_state_dict
 from cirbench.cli import main
-from cirbench.regress import DEFAULT_TOLERANCE, SCHEMA, load_baseline
+from cirbench.report.regress import DEFAULT_TOLERANCE, SCHEMA, load_baseline
+from cirbench.zoo.checkpoints import read_state_dict, save_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 JPEG_BASELINE = REPO / "results" / "baselines" / "jpeg.json"

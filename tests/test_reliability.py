@@ -31,7 +31,7 @@ from PIL import Image
 
 from cirbench import images
 from cirbench.cli import main
-from cirbench.records import FIELDS, KEY
+from cirbench.eval.records import FIELDS, KEY
 
 GOOD = ("a0.png", "a1.png", "a2.png")
 SIZE = (48, 40)  # width, height of the good images
@@ -324,7 +324,7 @@ def test_warning_reaches_stderr_as_one_line(tmp_path, models_dir):
     """Outside pytest's warning capture (a real process) a warning is one ``warning:`` line."""
     ds = make_folder(tmp_path, 1)
     _rgba(ds / "z_rgba.png")
-    proc = subprocess.run([sys.executable, "-m", "cirbench.cli", *map(str, run_args(ds, tmp_path / "run"))],
+    proc = subprocess.run([sys.executable, "-m", "cirbench", *map(str, run_args(ds, tmp_path / "run"))],
                           capture_output=True, text=True, timeout=120, env=_env(models_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"warning: {ds / 'z_rgba.png'}: alpha channel dropped\n" in proc.stderr
@@ -335,7 +335,7 @@ def test_warning_reaches_stderr_as_one_line(tmp_path, models_dir):
 def test_huge_image_is_tiled_automatically(tmp_path, capsys, monkeypatch, user_models):
     """Images over InferenceSettings.auto_tile_pixels (16.7 MP, e.g. 9000x9000) run in auto_tile tiles;
     small thresholds stand in for a real 9000x9000 here."""
-    from cirbench.inference import InferenceSettings
+    from cirbench.zoo.inference import InferenceSettings
 
     named = InferenceSettings.named
 
@@ -370,7 +370,7 @@ def test_missing_folder_dataset(tmp_path, capsys):
 
 
 def test_manifest_checksum_mismatch_names_the_file(tmp_path, capsys):
-    from cirbench.datasets import _DATA
+    from cirbench.eval.datasets import _DATA
 
     root = tmp_path / "data"
     shutil.copytree(Path(str(_DATA / "classic5")), root / "classic5")
@@ -417,7 +417,8 @@ CONFIGS = [
     ("--protocol", _PROTOCOL.replace("name", "nmae"), ("unknown key 'nmae'", "did you mean 'name'")),
     ("--models", 'name = "c"\narch = [\n', ("malformed TOML",)),
     ("--models", _CARD + "archh = 'x'\n", ("unknown key 'archh'", "did you mean 'arch'")),
-    ("--models", _CARD + "[weights]\npaht = 'w.pth'\n", ("[weights]", "unknown key 'paht'", "did you mean 'path'")),
+    ("--models", _CARD + "[weights]\npaht = 'w.pth'\n",
+     ("[weights]", "unknown key 'weights.paht'", "did you mean 'path'")),
     ("train", _TRAIN + "[optim]\nlrr = 1.0\n", ("unknown key 'optim.lrr'", "did you mean 'lr'")),
     ("train", "[model\n", ("malformed TOML",)),
 ]
@@ -539,7 +540,7 @@ def test_out_read_only_directory(tmp_path, capsys):
 
 
 def test_disk_full_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
-    import cirbench.records
+    import cirbench.eval.records
 
     ds = make_folder(tmp_path)
     out = tmp_path / "run"
@@ -551,13 +552,13 @@ def test_disk_full_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr(cirbench.records.os, "fsync", fsync)
+    monkeypatch.setattr(cirbench.eval.records.os, "fsync", fsync)
     rc, _, err = cli(capsys, *run_args(ds, out))
     assert rc == 2
     one_line_error(err, str(out / "records.jsonl"), "No space left on device", "free disk space",
                    "rerun the same command")
     assert {"a0.png", "a1.png"} <= images_of(records(out))  # the synced records are intact
-    monkeypatch.setattr(cirbench.records.os, "fsync", real_fsync)  # space freed
+    monkeypatch.setattr(cirbench.eval.records.os, "fsync", real_fsync)  # space freed
     rc, _, err = cli(capsys, *run_args(ds, out))
     assert rc == 0, err
     assert len(records(out)) == 2 * len(GOOD)
@@ -596,7 +597,7 @@ def test_kill_9_during_run_then_rerun(tmp_path, capsys, models_dir, user_models)
         Image.fromarray(_rgb(i)).save(ds / f"b{i}.png")
     out, ref = tmp_path / "run", tmp_path / "ref"
     args = [str(a) for a in run_args(ds, out, f"{MODULE}:Slow")]
-    proc = subprocess.Popen([sys.executable, "-m", "cirbench.cli", *args], cwd=tmp_path, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "cirbench", *args], cwd=tmp_path, text=True,
                             env=_env(models_dir, CIRREL_SLOW="1"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     _wait_for(lambda: _lines(out / "records.jsonl") >= 2, proc)
@@ -658,14 +659,14 @@ def _train_config(tmp_path: Path, steps: int, every: int = 10) -> Path:
 
 
 def test_kill_9_during_train_then_resume(tmp_path, capsys, monkeypatch, models_dir, user_models):
-    import cirbench.training
-    from cirbench.train_log import LOG_NAME, read_log
-    from cirbench.training import CHECKPOINT_NAME
+    import cirbench.train.loop
+    from cirbench.train.log import LOG_NAME, read_log
+    from cirbench.train.loop import CHECKPOINT_NAME
 
     steps = 30
     cfg = _train_config(tmp_path, steps)
     out, ref = tmp_path / "train", tmp_path / "ref"
-    proc = subprocess.Popen([sys.executable, "-m", "cirbench.cli", "train", "--config", str(cfg), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "cirbench", "train", "--config", str(cfg), "--out", str(out)],
                             cwd=tmp_path, text=True, env=_env(models_dir, CIRREL_SLOW="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(lambda: (out / CHECKPOINT_NAME).exists() and _lines(out / LOG_NAME) >= 12, proc)
@@ -678,7 +679,7 @@ def test_kill_9_during_train_then_resume(tmp_path, capsys, monkeypatch, models_d
     before = {r["step"]: r["loss"] for r in read_log(out / LOG_NAME)}
     (out / f".{CHECKPOINT_NAME}.x1y2z3.tmp").write_bytes(b"half a checkpoint")  # as if killed mid-save
 
-    monkeypatch.setattr(cirbench.training, "write_curves", lambda *a: None)  # matplotlib is slow
+    monkeypatch.setattr(cirbench.train.loop, "write_curves", lambda *a: None)  # matplotlib is slow
     rc, stdout, err = cli(capsys, "train", "--config", cfg, "--out", out, "--resume")
     assert rc == 0, err
     assert f"finished at step {steps}" in stdout
@@ -693,9 +694,9 @@ def test_kill_9_during_train_then_resume(tmp_path, capsys, monkeypatch, models_d
 
 
 def test_train_refuses_to_overwrite_without_resume(tmp_path, capsys, monkeypatch, user_models):
-    import cirbench.training
+    import cirbench.train.loop
 
-    monkeypatch.setattr(cirbench.training, "write_curves", lambda *a: None)  # matplotlib is slow
+    monkeypatch.setattr(cirbench.train.loop, "write_curves", lambda *a: None)  # matplotlib is slow
     cfg = _train_config(tmp_path, 2)
     out = tmp_path / "train"
     assert cli(capsys, "train", "--config", cfg, "--out", out)[0] == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cirbench.records import read_records
+from cirbench.eval.records import read_records
 from cirbench.report import aggregate, render
 
 DATA = Path(__file__).parent / "data"

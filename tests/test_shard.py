@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from cirbench.archs import build_arch
-from cirbench.checkpoints import save_state_dict
-from cirbench.datasets import get_dataset
-from cirbench.merge import canonical
-from cirbench.records import iter_records
+from cirbench.eval.datasets import get_dataset
+from cirbench.eval.merge import canonical
+from cirbench.eval.records import iter_records
+from cirbench.zoo.checkpoints import save_state_dict
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=0, window_size=8, squeeze_factor=4,
             prompt_dims=[8, 8, 8], prompt_bases=[4, 4, 4])
@@ -59,7 +59,7 @@ def setup(tmp_path_factory):
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cirbench.cli", *args]
+    return [sys.executable, "-m", "cirbench", *args]
 
 
 def _run_args(data: Path, out: Path, *extra: str) -> list[str]:

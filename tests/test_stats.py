@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cirbench.stats import binom_two_sided_p, bootstrap_ci, compare_paired, sign_test
+from cirbench.report.stats import binom_two_sided_p, bootstrap_ci, compare_paired, sign_test
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from cirbench.errors import ConfigError
 from cirbench.jpeg import compress
 from cirbench.metrics import rgb_to_y
-from cirbench.train_data import (
+from cirbench.train.data import (
     FixedQFs,
     JpegPatchDataset,
     QFRange,
@@ -59,7 +60,7 @@ def test_list_images_is_recursive_sorted_and_skips_small(image_dir):
     ]
     with pytest.raises(ValueError, match="no usable training images"), pytest.warns(UserWarning):
         list_images([image_dir], min_size=1000)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="not found"):
         list_images([image_dir / "missing"])
 
 

@@ -4,11 +4,12 @@ PromptCIR's authors never released training code; this is cirbench's reconstruct
 trains on a fixed set of JPEG quality factors, stage 2 fine-tunes with a QF drawn per sample from a range.
 **Every default is cirbench's choice, not the paper's** (the paper's hyper-parameters are unknown).
 
-Where things are: the TOML schema and its validation in :mod:`cirbench.train_config`, the data in
-:mod:`cirbench.train_data`, ``log.jsonl`` and ``curves.png`` in :mod:`cirbench.train_log`. This module holds
-the model/schedule/loss, RNG state, the validator, distributed setup, the trainer, :func:`train` and the CLI.
+Where things are: the TOML schema in :mod:`cirbench.train.config`, the data in :mod:`cirbench.train.data`,
+``log.jsonl`` and ``curves.png`` in :mod:`cirbench.train.log`, validation (through the inference engine) in
+:mod:`cirbench.train.validate`. This module holds the schedule, the loss, RNG state, distributed set-up, the
+trainer and :func:`train`.
 
-Exactness: the data are a pure function of (seed, step) (see :mod:`cirbench.train_data`) and a checkpoint
+Exactness: the data are a pure function of (seed, step) (see :mod:`cirbench.train.data`) and a checkpoint
 holds the model, EMA, optimiser, scheduler, step and every RNG state, so on CPU a run stopped and resumed
 logs the same losses, bit for bit, as one that never stopped. Checkpoints hold only tensors, dicts, lists,
 ints, floats and strings, so ``torch.load(path, weights_only=True)`` reads them.
@@ -18,15 +19,14 @@ global batch, DDP averages the gradients, and only rank 0 writes files or logs.
 
 Outputs in ``out_dir``: ``checkpoint_last.pt``, ``final_ema.safetensors`` (at the end), ``log.jsonl``
 (step, stage, loss, lr, seconds, val_psnr when validated), ``curves.png`` and ``train_config.json``.
-Every one is written atomically (:func:`cirbench.checkpoints.atomic_write`), except ``log.jsonl``, which is
+Every one is written atomically (:func:`cirbench.files.atomic_write`), except ``log.jsonl``, which is
 appended to and cut back to the checkpoint on resume.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import copy
-import importlib
 import json
 import math
 import os
@@ -45,38 +45,26 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import atomic_write, load_into, save_state_dict
-from .train_config import (
-    ConfigError,
+from ..archs import build_arch
+from ..errors import ConfigError, RunError
+from ..files import atomic_write
+from ..zoo.checkpoints import load_into, save_state_dict
+from ..zoo.inference import cpu_has_native_bf16
+from .config import (
     LossConfig,
     OptimConfig,
     RuntimeConfig,
     TrainConfig,
-    ValConfig,
-    config_from_dict,
     config_to_dict,
     load_config,
     override_steps,
     recipe_changes,
 )
-from .train_data import FixedQFs, JpegPatchDataset, QFRange, StepBatchSampler, list_images, seed_worker
-from .train_log import CURVES_NAME, LOG_NAME, append_record, read_log, truncate_log, write_curves
+from .data import FixedQFs, JpegPatchDataset, QFRange, StepBatchSampler, list_images, seed_worker
+from .log import CURVES_NAME, LOG_NAME, append_record, truncate_log, write_curves
+from .validate import Validator
 
-__all__ = [
-    "TrainConfig",
-    "ConfigError",
-    "load_config",
-    "config_from_dict",
-    "override_steps",
-    "read_log",
-    "register_arch",
-    "build_model",
-    "lr_at",
-    "train",
-    "add_train_parser",
-    "run_train_command",
-    "main_train",
-]
+__all__ = ["CHECKPOINT_NAME", "FINAL_EMA_NAME", "lr_at", "train"]
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
 FINAL_EMA_NAME = "final_ema.safetensors"
@@ -89,26 +77,6 @@ CURVES_EVERY = 5
 # ---------------------------------------------------------------------------------------------------------
 # Model, schedule, loss
 # ---------------------------------------------------------------------------------------------------------
-_ARCHS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_arch(name: str, builder: Callable[..., nn.Module]) -> None:
-    """Make ``name`` buildable from a config (tests, experiments); cirbench's archs need no registration."""
-    _ARCHS[name] = builder
-
-
-def build_model(arch: str, kwargs: dict) -> nn.Module:
-    """A registered builder, a ``module:Class`` import path, or ``cirbench.archs.build_arch``."""
-    if arch in _ARCHS:
-        return _ARCHS[arch](**kwargs)
-    if ":" in arch:
-        module, _, attr = arch.partition(":")
-        return getattr(importlib.import_module(module), attr)(**kwargs)
-    from .archs import build_arch
-
-    return build_arch(arch, **kwargs)
-
-
 def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
     """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine to ``min_lr``."""
     if step < cfg.warmup_steps:
@@ -184,70 +152,6 @@ def _derive_seed(*parts: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------------------------
-class _Validator:
-    """PSNR on Y (gray sets: on gray) of the EMA model against the JPEG input, mean over images per QF."""
-
-    def __init__(self, cfg: ValConfig, device: torch.device):
-        from .datasets import get_dataset
-        from .images import read_image
-        from .jpeg import compress
-        from .metrics import image_metrics
-
-        self.device, self.qfs, self._metrics = device, list(cfg.qfs), image_metrics
-        sources = []
-        if cfg.dataset:
-            ds = get_dataset(cfg.dataset)
-            sources += [(p, ds.load) for p in ds.files]
-        for folder in cfg.folders:
-            files = list_images([folder])
-            sources += [(p, read_image) for p in files]
-        if cfg.max_images:
-            sources = sources[: cfg.max_images]
-        self.items = []  # (ground truth, {qf: jpeg pixels})
-        jpeg_psnr: dict[int, list[float]] = {q: [] for q in self.qfs}
-        for path, load in sources:
-            gt = load(path)
-            jpegs = {q: compress(gt, q).pixels for q in self.qfs}
-            self.items.append((gt, jpegs))
-            for q in self.qfs:
-                jpeg_psnr[q].append(self._psnr(gt, jpegs[q]))
-        self.jpeg_psnr = {q: float(np.mean(v)) for q, v in jpeg_psnr.items()}
-
-    def _psnr(self, gt: np.ndarray, out: np.ndarray) -> float:
-        m = self._metrics(gt, out)
-        return m["gray"]["psnr"] if "gray" in m else m["y"]["psnr"]
-
-    @torch.no_grad()
-    def __call__(self, model: nn.Module) -> dict:
-        from .inference import pad_image
-
-        was_training = model.training
-        model.eval()
-        multiple = int(getattr(model, "pad_multiple", 1))
-        psnr: dict[int, list[float]] = {q: [] for q in self.qfs}
-        for gt, jpegs in self.items:
-            for q, jpeg in jpegs.items():
-                x = torch.from_numpy(jpeg).float().div(255)
-                x = x[None, None].expand(1, 3, *x.shape) if x.ndim == 2 else x.permute(2, 0, 1)[None]
-                h, w = x.shape[-2:]
-                out = model(pad_image(x.to(self.device), multiple, "reflect"))[..., :h, :w].float()
-                if jpeg.ndim == 2:
-                    out = out.mean(1, keepdim=True)  # gray through an RGB model: channel mean (inference.py)
-                out = out.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
-                psnr[q].append(self._psnr(gt, out[..., 0] if jpeg.ndim == 2 else out))
-        model.train(was_training)
-        per_qf = {q: float(np.mean(v)) for q, v in psnr.items()}
-        return {
-            "val_psnr": float(np.mean(list(per_qf.values()))),
-            "val_jpeg_psnr": float(np.mean(list(self.jpeg_psnr.values()))),
-            "val_psnr_qf": {str(q): v for q, v in per_qf.items()},
-            "val_jpeg_psnr_qf": {str(q): v for q, v in self.jpeg_psnr.items()},
-        }
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
@@ -266,17 +170,11 @@ class _Dist:
             dist.barrier()
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX). Without it, bf16 convolutions and
-    matmuls fall back to scalar code: measured 0.3 GFLOP/s against 70 in fp32 on an AVX2-only EPYC."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def _setup_distributed(runtime: RuntimeConfig) -> _Dist:
     """Pick the device; join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
     use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
     if runtime.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device = 'cuda' but CUDA is not available")
+        raise ConfigError("runtime.device = 'cuda' but CUDA is not available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Dist(device=torch.device("cuda" if use_cuda else "cpu"))
@@ -310,7 +208,7 @@ class _Trainer:
             )
         # The same seed on every rank, so every rank builds the same initial weights.
         _seed_all(cfg.seed)
-        model = build_model(cfg.model.arch, cfg.model.kwargs)
+        model = build_arch(cfg.model.arch, **cfg.model.kwargs)
         if cfg.model.init:
             load_into(model, cfg.model.init)  # a fine-tuning run starts from earlier weights
         multiple = int(getattr(model, "pad_multiple", 1))
@@ -366,10 +264,10 @@ class _Trainer:
     def load_checkpoint(self) -> None:
         path = self.out / CHECKPOINT_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out}")
+            raise RunError(f"--resume: no {CHECKPOINT_NAME} in {self.out}; start without --resume")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a cirbench training checkpoint")
+            raise RunError(f"{path}: not a cirbench training checkpoint")
         changed = recipe_changes(ckpt["config"], config_to_dict(self.cfg))
         if changed:
             diffs = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changed)
@@ -441,8 +339,7 @@ class _Trainer:
         if resume:
             self.load_checkpoint()
         elif (self.out / CHECKPOINT_NAME).exists():
-            raise FileExistsError(f"{self.out} already holds a {CHECKPOINT_NAME}: pass --resume or pick "
-                                  f"another --out")
+            raise RunError(f"{self.out} already holds a {CHECKPOINT_NAME}: pass --resume or pick another --out")
         if ctx.main:
             self.out.mkdir(parents=True, exist_ok=True)
             text = json.dumps(config_to_dict(self.cfg), indent=2) + "\n"
@@ -451,13 +348,13 @@ class _Trainer:
         log_path = self._prepare_log()
         validator = None
         if ctx.main and (cfg.val.dataset or cfg.val.folders):
-            validator = _Validator(cfg.val, ctx.device)
+            validator = Validator(cfg.val, ctx.device)
         total = cfg.total_steps
         end = total if stop_at is None else min(total, stop_at)
         bar = _progress(total, self.step, disable=not ctx.main)
         stages = [(1, cfg.stage1.steps), (2, total)]  # (stage, its last step)
         last_saved = self.step
-        with open(log_path, "a", encoding="utf-8") if ctx.main else _nullfile() as log:
+        with open(log_path, "a", encoding="utf-8") if ctx.main else contextlib.nullcontext() as log:
             for stage, last in stages:
                 if self.step >= min(last, end):
                     continue
@@ -513,14 +410,6 @@ def _progress(total: int, initial: int, disable: bool):
                 disable=disable or not sys.stderr.isatty())
 
 
-class _nullfile:  # noqa: N801 - used like open() on ranks that write nothing
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def train(
     config: TrainConfig | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -545,55 +434,3 @@ def train(
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="training TOML (see configs/)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/train/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint_last.pt exactly")
-    p.add_argument("--steps-override", type=int, default=None, metavar="N",
-                   help="squeeze both stages and the warm-up into N steps in total (smoke runs)")
-    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
-                   help="stop after global step STEP with a checkpoint; --resume continues")
-
-
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``train`` on an argparse subparsers object; the handler is in ``func``."""
-    p = subparsers.add_parser(
-        "train", help="train a restoration network (PromptCIR two-stage recipe)",
-        description="Train with a TOML config; run under torchrun --nproc_per_node=N for DDP.",
-    )
-    _add_arguments(p)
-    p.set_defaults(func=run_train_command)
-    return p
-
-
-def run_train_command(args: argparse.Namespace) -> int:
-    """Handler for ``cirbench train``: 0 on success. Errors propagate, so ``cirbench``'s main (and
-    :func:`main_train`) report them as one ``error:`` line with exit code 2 (``--debug``: traceback)."""
-    out = args.out or str(Path("runs") / "train" / Path(args.config).stem)
-    result = train(args.config, out, resume=args.resume, steps_override=args.steps_override,
-                   stop_at=args.stop_at)
-    if int(os.environ.get("RANK", "0")) == 0:
-        state = "finished" if result["finished"] else "stopped"
-        print(f"{state} at step {result['step']} ({result['seconds']:.0f} s of training); outputs in {out}")
-    return 0
-
-
-def main_train(argv: list[str] | None = None) -> int:
-    """``python -m cirbench.training --config ...`` (what torchrun launches)."""
-    parser = argparse.ArgumentParser(prog="cirbench train", description="Train with a TOML config.")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_train_command(args)
-    except (ValueError, LookupError, OSError) as exc:  # user errors (config, files): a message, no traceback
-        print(f"cirbench train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main_train())

@@ -1,4 +1,5 @@
-"""``cirbench models info``: a model's card, size, compute and memory, and where its weights are.
+"""Model profiles: a model's card, size, compute and memory (``cirbench models info``, and the efficiency
+columns of every report, which :func:`profile` measures once per model and caches).
 
 Measurements are made with random weights when the real ones are absent (they do not depend on
 the values), on one 1 x C x size x size input padded as the harness would pad it:
@@ -24,6 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
+from .cards import list_cards, load_card
+from .checkpoints import load_into
+from .factory import build_network, create_model
+from .inference import InferenceSettings, pad_image
+
 __all__ = ["model_info", "model_stats", "measure", "peak_rss_growth"]
 
 
@@ -31,13 +38,10 @@ def _network(name: str, weights: str | None):
     """(network or callable, ModelInfo-like dict, card or None, weights status line)."""
     import torch
 
-    from .checkpoints import load_into
-    from .models import build_network, create_model, load_card
-
-    if ":" in name and not name.endswith(".toml") and not Path(name).exists():
+    if not name.endswith(".toml") and name not in list_cards():
         restorer = create_model(name, weights=weights)
         if not hasattr(restorer, "nets"):
-            raise ValueError(f"{name}: a ready-made restorer; cirbench cannot look inside it to measure it")
+            raise ConfigError(f"{name}: a ready-made restorer; cirbench cannot look inside it to measure it")
         net, info = restorer.nets[0], restorer.info
         status = f"{weights} (loaded)" if weights else "user model (its own initialisation)"
         return net, info, None, status
@@ -54,7 +58,7 @@ def _network(name: str, weights: str | None):
         missing = [str(p) for p in paths if not p.exists()] or ["(no weights file named in the card)"]
         where = "; ".join(card.urls) if card.urls else "no public URL known"
         status = (f"MISSING {', '.join(missing)} — measured with random weights. Get them from: {where}"
-                  + (f" ({card.weights_note})" if card.weights_note else ""))
+                  + (f" ({card.weights.note})" if card.weights.note else ""))
     info = {"channels": card.channels, "pad_multiple": card.pad_multiple, "pad_mode": card.pad_mode,
             "params": sum(p.numel() for p in net.parameters()) if isinstance(net, torch.nn.Module) else None}
     return net, info, card, status
@@ -67,8 +71,6 @@ def _info_dict(info) -> dict:
 
 def _input(info: dict, size: int):
     import torch
-
-    from .inference import pad_image
 
     x = torch.rand(1, info["channels"] or 3, size, size, generator=torch.Generator().manual_seed(0))
     multiple = max(1, info["pad_multiple"])
@@ -143,7 +145,7 @@ def measure(name: str, size: int, weights: str | None = None) -> dict:
 
 
 def _measure_in_subprocess(name: str, size: int, weights: str | None, threads: int) -> dict:
-    code = ("import json, sys, torch; from cirbench.zoo_info import measure; "
+    code = ("import json, sys, torch; from cirbench.zoo.profile import measure; "
             f"torch.set_num_threads({threads}); "
             "print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), sys.argv[3] or None)))")
     proc = subprocess.run([sys.executable, "-c", code, name, str(size), weights or ""], capture_output=True,
@@ -208,10 +210,8 @@ def model_info(name: str, size: int = 256, weights: str | None = None, *, memory
     lines.append(f"compute at {size}x{size} (network input {shape}): {s['flops'] / 1e9:.2f} GFLOPs "
                  f"({s['flops'] / 2e9:.2f} GMACs; FlopCounterMode, matmul/conv only)")
     if card is not None and card.setting != "single":
-        from .inference import InferenceSettings
-
         st = InferenceSettings.named(card.setting)
-        n = max(1, len(card.weights)) * (2 if st.ensemble == "transpose" else 1)
+        n = max(1, len(card.weight_names)) * (2 if st.ensemble == "transpose" else 1)
         lines.append(f"note: figures are for one forward; setting {card.setting} runs {n} whole-image passes per "
                      f"image" + (f", each in {st.tile}-px tiles with {st.overlap} px overlap" if st.tile else ""))
     if s["peak_bytes"] is not None:
@@ -223,3 +223,35 @@ def model_info(name: str, size: int = 256, weights: str | None = None, *, memory
         lines.append(f"peak memory: not measured ({s['memory_note']})")
     lines.append(f"weights: {s['weights_status']}")
     return "\n".join(lines)
+
+
+PROFILE_SIZE = 256
+
+
+def profile(name: str, weights: str | None = None, *, weights_sha256: list | None = None,
+            size: int = PROFILE_SIZE) -> dict:
+    """Parameters, GFLOPs and peak CPU memory (MB) of one forward at ``size`` x ``size``: the report's
+    efficiency columns. Measured once per (model file, weights, torch, threads) and cached under
+    ``$CIRBENCH_CACHE/profiles``; the values do not depend on the weights' values, only on the shapes."""
+    import hashlib
+
+    import torch
+
+    from ..files import atomic_write, cache_dir, dumps, loads
+
+    source = Path(name) if name.endswith(".toml") else (list_cards().get(name) if name in list_cards() else None)
+    ident = source.read_bytes() if source is not None and source.is_file() else name.encode()
+    key = hashlib.sha256(b"\0".join([ident, str(weights_sha256 or weights or "").encode(), torch.__version__.encode(),
+                                     str((size, torch.get_num_threads())).encode()])).hexdigest()[:24]
+    path = cache_dir() / "profiles" / f"{key}.json"
+    if path.is_file():
+        try:
+            return loads(path.read_text())
+        except ValueError:
+            pass  # a damaged cache entry is measured again
+    s = model_stats(name, size, weights)
+    out = {"params": s["params"], f"gflops_{size}": round(s["flops"] / 1e9, 3),
+           "peak_mem_mb": round(s["peak_bytes"] / 2**20, 1) if s["peak_bytes"] is not None else None,
+           "profile_threads": s["threads"]}
+    atomic_write(path, dumps(out))
+    return out

@@ -16,43 +16,36 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
-from .config import ConfigError, check_table, find_tomls, load_toml
-from .datasets import REGISTRY, closest
+from ..config import closest, find_tomls, from_table, load_toml
+from ..errors import ConfigError
+from ..jpeg import Degradation
+from .datasets import REGISTRY
 
 __all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols"]
 
-_TOP = {"name": str, "version": str, "description": str, "models": list, "give_qf": bool,
-        "setting": str, "tasks": list}
-_TASK = {"datasets": list, "degradation": str, "qfs": list, "qf1": list, "shift": list}
+
+@dataclass(kw_only=True)
+class _Task:
+    datasets: list[str]
+    qfs: list[int]
+    degradation: Literal["jpeg", "double"] = "jpeg"
+    qf1: list[int] | None = None
+    shift: list[int] | None = None
 
 
-@dataclass(frozen=True)
-class Degradation:
-    """One degradation: single JPEG at ``qf``, or double JPEG ``qf1`` → shift → ``qf``."""
-
-    qf: int
-    qf1: int | None = None
-    shift: tuple[int, int] = (0, 0)
-
-    @classmethod
-    def from_name(cls, name: str, qf: int) -> Degradation:
-        """Inverse of :attr:`name`: ("double-q10-s4x4", 30) -> Degradation(30, 10, (4, 4))."""
-        if name == "jpeg":
-            return cls(qf)
-        m = re.fullmatch(r"double-q(\d+)-s(\d+)x(\d+)", name)
-        if not m:
-            raise ValueError(f"unknown degradation {name!r}")
-        return cls(qf, int(m[1]), (int(m[2]), int(m[3])))
-
-    @property
-    def name(self) -> str:
-        if self.qf1 is None:
-            return "jpeg"
-        return f"double-q{self.qf1}-s{self.shift[0]}x{self.shift[1]}"
+@dataclass(kw_only=True)
+class _ProtocolFile:
+    name: str
+    version: str
+    description: str = ""
+    models: list[str] = field(default_factory=lambda: ["jpeg"])
+    give_qf: bool = False
+    setting: str = "single"
+    tasks: list[_Task]
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,7 @@ def list_protocols() -> dict[str, Path]:
 
 
 def _qf_list(values, where: str, key: str) -> list[int]:
-    if not values or not all(isinstance(q, int) and not isinstance(q, bool) and 1 <= q <= 100 for q in values):
+    if not values or not all(1 <= q <= 100 for q in values):
         raise ConfigError(f"{where}: {key} must be a non-empty list of integers in 1..100, got {values!r}")
     return list(values)
 
@@ -105,33 +98,25 @@ def load_protocol(name_or_path: str | os.PathLike) -> Protocol:
                 f"known: {', '.join(known)}"
             )
         p = known[str(name_or_path)]
-    data = load_toml(p)
-    check_table(data, _TOP, where=str(p), required=("name", "version", "tasks"))
+    spec = from_table(_ProtocolFile, load_toml(p), where=str(p))
     jobs = []
-    for i, task in enumerate(data["tasks"], 1):
+    for i, task in enumerate(spec.tasks, 1):
         where = f"{p} [tasks #{i}]"
-        if not isinstance(task, dict):
-            raise ConfigError(f"{where}: each task must be a table")
-        check_table(task, _TASK, where=where, required=("datasets", "qfs"))
-        for d in task["datasets"]:
-            if not isinstance(d, str) or (d not in REGISTRY and not d.startswith("folder:")):
-                raise ConfigError(f"{where}: unknown dataset {d!r}{closest(str(d), REGISTRY)}")
-        kind = task.get("degradation", "jpeg")
-        qfs = _qf_list(task["qfs"], where, "qfs")
-        if kind == "jpeg":
-            if "qf1" in task or "shift" in task:
+        for d in task.datasets:
+            if d not in REGISTRY and not d.startswith("folder:"):
+                raise ConfigError(f"{where}: unknown dataset {d!r}{closest(d, REGISTRY)}")
+        qfs = _qf_list(task.qfs, where, "qfs")
+        if task.degradation == "jpeg":
+            if task.qf1 is not None or task.shift is not None:
                 raise ConfigError(f"{where}: qf1/shift only apply to degradation = \"double\"")
             degs = [Degradation(q) for q in qfs]
-        elif kind == "double":
-            qf1 = _qf_list(task.get("qf1", []), where, "qf1")
-            shift = task.get("shift", [0, 0])
-            if len(shift) != 2 or not all(isinstance(s, int) and 0 <= s < 8 for s in shift):
+        else:
+            qf1 = _qf_list(task.qf1 or [], where, "qf1")
+            shift = task.shift if task.shift is not None else [0, 0]
+            if len(shift) != 2 or not all(0 <= s < 8 for s in shift):
                 raise ConfigError(f"{where}: shift must be [dy, dx] with 0 <= dy, dx < 8, got {shift!r}")
             degs = [Degradation(q2, q1, (shift[0], shift[1])) for q1 in qf1 for q2 in qfs]
-        else:
-            raise ConfigError(f"{where}: degradation must be \"jpeg\" or \"double\", got {kind!r}")
-        jobs += [(d, g) for d in task["datasets"] for g in degs]
+        jobs += [(d, g) for d in task.datasets for g in degs]
     sha = hashlib.sha256(p.read_bytes()).hexdigest()
-    return Protocol(data["name"], data["version"], data.get("description", ""), p, sha,
-                    tuple(data.get("models", ["jpeg"])), data.get("give_qf", False),
-                    data.get("setting", "single"), tuple(dict.fromkeys(jobs)))
+    return Protocol(spec.name, spec.version, spec.description, p, sha, tuple(spec.models), spec.give_qf,
+                    spec.setting, tuple(dict.fromkeys(jobs)))

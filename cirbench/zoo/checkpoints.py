@@ -9,21 +9,19 @@ removed, and a key/shape mismatch is reported as a readable :class:`CheckpointEr
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
+from ..files import atomic_write, sha256_file
+
 __all__ = [
     "CheckpointError",
-    "atomic_write",
-    "file_sha256",
     "load_into",
     "read_state_dict",
     "save_state_dict",
@@ -37,19 +35,6 @@ WRAPPER_KEYS = ("params_ema", "ema", "params", "state_dict", "model_state_dict",
 PREFIXES = ("module.", "_orig_mod.", "net.")
 # How many names to list per category in a mismatch message.
 MAX_LISTED = 10
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be read, verified or matched to a model."""
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so large checkpoints do not sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_tensor_dict(obj) -> bool:
@@ -238,7 +223,7 @@ def load_into(
         path = Path(state_dict_or_path)
         source = source or str(path)
         if sha256 is not None:
-            actual = file_sha256(path) if path.is_file() else None
+            actual = sha256_file(path) if path.is_file() else None
             if actual is None:
                 raise CheckpointError(f"checkpoint not found: {path}")
             if actual.lower() != sha256.strip().lower():
@@ -295,36 +280,3 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
         # save_file wants a file name; it writes to the temp file atomic_write has open (fsync covers it).
         return atomic_write(path, lambda fh: save_file(tensors, fh.name))
     return atomic_write(path, lambda fh: torch.save(tensors, fh))
-
-
-def _umask_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's temp files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[BinaryIO], object]) -> Path:
-    """Write ``path`` whole or not at all: ``write_fn(fh)`` fills a temp file beside it, then fsync and rename.
-
-    ``fh`` is a binary file whose ``.name`` is the temp path. A reader, or a process killed mid-write, never
-    sees a partial file; the temp file is deleted on error. The result has the permissions a plain
-    ``open()`` would give it (umask respected), not mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory, so os.replace is an atomic rename on one filesystem. The ".<name>.*.tmp" name is
-    # what the trainer's stale-temp cleanup looks for.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            write_fn(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

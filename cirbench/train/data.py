@@ -32,11 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .jpeg import compress
-from .metrics import rgb_to_y
+from ..errors import ConfigError
+from ..images import IMAGE_SUFFIXES, read_image
+from ..images import list_images as _folder_images
+from ..jpeg import compress
+from ..metrics import rgb_to_y
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "QFSampler",
     "FixedQFs",
     "QFRange",
@@ -47,7 +49,6 @@ __all__ = [
     "seed_worker",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # Stream tags keep the epoch-order RNG and the per-sample RNG independent for the same seed.
 _ORDER_STREAM, _SAMPLE_STREAM = 1, 2
 
@@ -117,8 +118,8 @@ def list_images(folders: Sequence[str | Path], min_size: int = 0) -> list[Path]:
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"training image folder not found: {folder}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            raise ConfigError(f"training image folder not found: {folder}")
+        files = _folder_images(folder, recursive=True)
         small = []
         for path in files:
             if min_size:
@@ -134,14 +135,15 @@ def list_images(folders: Sequence[str | Path], min_size: int = 0) -> list[Path]:
                 stacklevel=2,
             )
     if not found:
-        raise ValueError(f"no usable training images (>= {min_size}px, {IMAGE_EXTENSIONS}) "
+        raise ConfigError(f"no usable training images (>= {min_size}px, {' '.join(IMAGE_SUFFIXES)}) "
                          f"in {[str(f) for f in folders]}")
     return found
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB")).copy()
+    """The evaluation's reader (one policy for odd files); gray images are replicated to RGB."""
+    img = read_image(path)
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
 def _transform(img: np.ndarray, t: int) -> np.ndarray:

@@ -4,27 +4,26 @@
   as open markers.
 - ``diff_{metric}_to_{reference}``: per-image difference to the reference model, box plot with the
   images as jittered points, per dataset and QF.
-- ``crops_{dataset}_q{qf}``: the same window of ground truth / JPEG / each model, PSNR in the label. The
-  records hold no pixels, so this needs ``crop_provider(dataset, image, degradation, qf, model)``
-  returning the full image as an array (``model=None`` for the ground truth, ``"jpeg"`` for the JPEG
-  input) or None to leave that panel out. Without a provider, ``data_root`` (``<root>/<dataset>/<image>``)
-  gives ground-truth and JPEG panels only; with neither, crops are skipped.
+- ``crops_{dataset}_q{qf}``: the same window of ground truth / JPEG / each model, PSNR in the label, from
+  the images the run saved (``cirbench run --save-images``); runs without saved images have no crops.
+  Nothing is re-run: a report is made from what the run wrote.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .report import BASELINE, NAMES, aggregate, load, select_space
+from ..eval.records import gt_image_path, output_image_path
+from ..jpeg import Degradation
+from .aggregate import BASELINE, aggregate, load, select_space
+from .tables import NAMES
 
-__all__ = ["make_plots", "CropProvider"]
-
-CropProvider = Callable[[str, str, str, int, "str | None"], "np.ndarray | None"]
+__all__ = ["make_plots"]
 
 
 def _pyplot():
@@ -146,7 +145,7 @@ def _diff_plot(records, reference: str, metric: str, out_dir: Path, plt) -> list
         ax.set_ylabel(f"Δ{NAMES[metric]}{unit}")
         ax.set_title(f"{_label(*key)} − {reference}, per image", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    labels = [f"{c[0]}\nQF {c[2]}" if c[1] == "jpeg" else f"{c[0]}\n{c[1]} QF {c[2]}" for c in cols]
+    labels = [f"{c[0]}\n{Degradation.from_name(c[1], c[2]).label}" for c in cols]
     axes[-1, 0].set_xticks(range(len(cols)), labels, fontsize=8)
     fig.tight_layout()
     paths = _save(fig, out_dir, f"diff_{metric}_to_{_safe(reference)}")
@@ -172,31 +171,24 @@ def _window(gt: np.ndarray, size: int) -> tuple[int, int]:
     return at
 
 
-def _data_root_provider(data_root) -> CropProvider:
-    """Ground truth and JPEG input from the dataset files; no model outputs (they are not stored)."""
+def _saved(run_dirs: list[Path]):
+    """``get(dataset, image, degradation, qf, model, setting)``: a saved image of one of the runs (``model``
+    None for the ground truth), or None."""
     from PIL import Image
 
-    from .jpeg import compress, double_compress
+    def get(dataset, image, degradation, qf, model, setting="single"):
+        for run in run_dirs:
+            p = (gt_image_path(run, dataset, degradation, image) if model is None
+                 else output_image_path(run, model, setting, dataset, degradation, qf, image))
+            if p.is_file():
+                with Image.open(p) as im:
+                    return np.asarray(im).copy()
+        return None
 
-    def provide(dataset, image, degradation, qf, model):
-        path = Path(data_root) / dataset / image
-        if model not in (None, BASELINE) or not path.is_file():
-            return None
-        with Image.open(path) as im:  # gray datasets are stored gray: keep the file's own mode
-            img = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16") else "RGB"))
-        m = re.fullmatch(r"double-q(\d+)-s(\d+)x(\d+)", degradation)
-        if m:
-            comp, gt = double_compress(img, int(m[1]), int(qf), (int(m[2]), int(m[3])))
-        elif degradation == "jpeg":
-            comp, gt = compress(img, int(qf)), img
-        else:
-            return None
-        return gt if model is None else comp.pixels
-
-    return provide
+    return get
 
 
-def _crops(records, reference, provider: CropProvider, out_dir: Path, plt, size: int) -> list[Path]:
+def _crops(records, reference, provider, out_dir: Path, plt, size: int) -> list[Path]:
     """Per dataset, at its lowest single-JPEG QF, the image where the best model gains most."""
     paths = []
     single = records[records["degradation"] == "jpeg"]
@@ -218,11 +210,10 @@ def _crops(records, reference, provider: CropProvider, out_dir: Path, plt, size:
         order = sorted(psnr, key=lambda k: (k[0] != reference, k[1] != "single"))
         panels = [("Ground truth", gt)]
         for model, setting in order:
-            if setting != "single":
-                continue  # the provider is asked per model, not per setting
-            img = provider(ds, image, "jpeg", qf, model)
+            img = provider(ds, image, "jpeg", qf, model, setting)
             if img is not None:
-                name = "JPEG" if model == reference == BASELINE else model
+                name = "JPEG" if model == reference == BASELINE else model if setting == "single" else \
+                    f"{model} ({setting})"
                 panels.append((f"{name}\n{psnr[(model, setting)]:.2f} dB", img))
         fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6), squeeze=False)
         for ax, (title, img) in zip(axes[0], panels, strict=True):
@@ -245,20 +236,17 @@ def make_plots(
     *,
     reference: str = BASELINE,
     published: bool = False,
-    data_root: str | os.PathLike | None = None,
     space: str = "y",
     metrics: Sequence[str] = ("psnr",),
     datasets: Sequence[str] | None = None,
     qfs: Sequence[int] | None = None,
     models: Sequence[str] | None = None,
     published_path: str | os.PathLike | None = None,
-    crop_provider: CropProvider | None = None,
     crop_size: int = 96,
 ) -> list[Path]:
     """Write the figures of ``run_dirs`` into ``out_dir``; returns the files written (PNG and PDF)."""
     plt = _pyplot()
-    if isinstance(run_dirs, (str, os.PathLike)):
-        run_dirs = [run_dirs]
+    run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = load(list(run_dirs), space=space, datasets=datasets, qfs=qfs)
@@ -277,7 +265,5 @@ def make_plots(
     for metric in metrics:
         paths += _metric_vs_qf(agg, pub, metric, out, plt)
         paths += _diff_plot(records, reference, metric, out, plt)
-    provider = crop_provider or (_data_root_provider(data_root) if data_root else None)
-    if provider is not None:
-        paths += _crops(records, reference, provider, out, plt, crop_size)
+    paths += _crops(records, reference, _saved([Path(d) for d in run_dirs]), out, plt, crop_size)
     return paths

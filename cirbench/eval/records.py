@@ -12,15 +12,18 @@ ignored on read and truncated away before the next append, so nothing partial su
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["FIELDS", "KEY", "GROUP", "RecordWriter", "iter_records", "read_records", "read_run_info"]
+from ..files import dumps, from_json, loads
+
+__all__ = ["FIELDS", "KEY", "GROUP", "RecordWriter", "iter_records", "read_records", "read_run_info",
+           "output_image_path", "gt_image_path"]
 
 RECORDS_FILE = "records.jsonl"
 RUN_FILE = "run.json"
+IMAGES_DIR = "images"  # ``cirbench run --save-images``: outputs and ground truths, as lossless PNG
 
 FIELDS = (
     "model",  # model name as run (card name, or a user label)
@@ -43,21 +46,25 @@ KEY = ("model", "setting", "dataset", "image", "degradation", "qf", "space")
 GROUP = ("model", "setting", "dataset", "degradation", "qf", "space")
 
 
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+@" else "_" for c in str(text))
+
+
+def output_image_path(run_dir: str | os.PathLike, model: str, setting: str, dataset: str, degradation: str,
+                      qf: int, image: str) -> Path:
+    """Where ``--save-images`` puts a model's output: ``images/MODEL[@SETTING]/DATASET/DEG-qQF/STEM.png``."""
+    label = model if setting == "single" else f"{model}@{setting}"
+    return (Path(run_dir) / IMAGES_DIR / _safe(label) / _safe(dataset) / f"{_safe(degradation)}-q{int(qf)}"
+            / (Path(image).stem + ".png"))
+
+
+def gt_image_path(run_dir: str | os.PathLike, dataset: str, degradation: str, image: str) -> Path:
+    """The ground truth an output was scored against (cropped for shifted double JPEG)."""
+    return Path(run_dir) / IMAGES_DIR / "_gt" / _safe(dataset) / _safe(degradation) / (Path(image).stem + ".png")
+
+
 def _key(rec: dict) -> tuple:
     return tuple(rec[k] for k in KEY)
-
-
-def _clean(value):
-    # JSON has no inf/nan: PSNR of a perfect image is +inf, written as a string so it reads back.
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def _parse(value):
-    if value in ("inf", "-inf", "nan"):
-        return float(value)
-    return value
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict]:
@@ -75,7 +82,7 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict]:
                 rec = json.loads(raw)
             except json.JSONDecodeError:
                 continue
-            yield {k: _parse(v) for k, v in rec.items()}
+            yield {k: from_json(v) for k, v in rec.items()}
 
 
 def read_records(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]):
@@ -95,7 +102,7 @@ def read_records(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]):
 def read_run_info(run_dir: str | os.PathLike) -> dict:
     """The provenance of a run (``run.json``), or {} if it has none yet."""
     p = Path(run_dir) / RUN_FILE
-    return json.loads(p.read_text()) if p.exists() else {}
+    return loads(p.read_text()) if p.exists() else {}
 
 
 class RecordWriter:
@@ -132,7 +139,7 @@ class RecordWriter:
             missing = [f for f in FIELDS if f not in rec]
             if missing:
                 raise ValueError(f"record lacks fields {missing}")
-            lines.append(json.dumps({k: _clean(v) for k, v in rec.items()}, sort_keys=False) + "\n")
+            lines.append(dumps(rec) + "\n")
             keys.add(_key(rec))
         self._fh.write("".join(lines))
         self._fh.flush()

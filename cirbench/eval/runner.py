@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import json
 import os
 import platform
 import queue
@@ -26,19 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, jpeg
-from .datasets import Dataset, DatasetMissing, get_dataset
-from .metrics import Y_CONVENTION, image_metrics
-from .models import Restorer
-from .protocols import Degradation, Protocol
-from .records import RUN_FILE, RecordWriter
+from .. import __version__, jpeg
+from ..errors import ConfigError, DatasetMissing, RunError
+from ..files import atomic_write, dumps, loads
+from ..jpeg import Degradation
+from ..metrics import Y_CONVENTION, image_metrics
+from ..zoo.restorer import Restorer
+from .datasets import Dataset, get_dataset
+from .protocols import Protocol
+from .records import RUN_FILE, RecordWriter, gt_image_path, output_image_path
 
-__all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard"]
+__all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard", "RUN_SCHEMA"]
 
-
-class RunError(RuntimeError):
-    """A run cannot go on; the message names the file and the fix. Records written so far stay."""
-
+# run.json's layout version: 2 added the schema field itself, models' profiles and saved images.
+RUN_SCHEMA = 2
 
 @dataclass
 class RunSummary:
@@ -58,9 +58,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like K/N, got {text!r}") from None
+        raise ConfigError(f"--shard must look like K/N, got {text!r}") from None
     if not 1 <= k <= n:
-        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+        raise ConfigError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
     return k - 1, n
 
 
@@ -80,6 +80,7 @@ def provenance(protocol: Protocol, device: str) -> dict:
     import skimage
 
     return {
+        "schema": RUN_SCHEMA,
         "cirbench_version": __version__,
         "git_commit": _git_commit(),
         "protocol": {"name": protocol.name, "version": protocol.version, "sha256": protocol.sha256,
@@ -109,14 +110,12 @@ def _refuse_other_weights(out: Path, old_models: dict, models: dict[str, Restore
 
 def _update_run_json(out_dir: Path, info: dict) -> None:
     path = out_dir / RUN_FILE
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = loads(path.read_text()) if path.exists() else {}
     merged = {**old, **info}
     for k in ("models", "datasets", "skipped"):
         if k in old and k in info:
             merged[k] = {**old[k], **info[k]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, dumps(merged, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass
@@ -126,13 +125,6 @@ class _Item:
     gt: np.ndarray
     degradation: Degradation
     compressed: jpeg.Compressed
-
-
-def degrade(img: np.ndarray, deg: Degradation) -> tuple[jpeg.Compressed, np.ndarray]:
-    """The compressed image and the ground truth it is scored against (cropped for shifted double JPEG)."""
-    if deg.qf1 is None:
-        return jpeg.compress(img, deg.qf), img
-    return jpeg.double_compress(img, deg.qf1, deg.qf, deg.shift)
 
 
 def _prefetch(gen: Iterator, depth: int = 2) -> Iterator:
@@ -180,6 +172,7 @@ def run_protocol(
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
     progress: bool | None = None,
+    save_images: bool = False,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> RunSummary:
     """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``."""
@@ -193,7 +186,7 @@ def run_protocol(
         probe.unlink()
     except OSError as exc:
         raise RunError(f"{out}: output directory is not writable ({exc.strerror}); choose another --out") from None
-    old = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
+    old = loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     if old.get("protocol", {}).get("name") not in (None, protocol.name):
         raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
     _refuse_other_weights(out, old.get("models", {}), models)
@@ -217,6 +210,7 @@ def run_protocol(
     info["datasets"] = {n: {"images": len(d), "source": d.source, "manifest_sha256": d.manifest_sha256}
                         for n, d in datasets.items()}
     info["skipped"] = summary.skipped_datasets
+    info["images_saved"] = bool(save_images or old.get("images_saved"))
     _update_run_json(out, info)
 
     writer = RecordWriter(out)
@@ -242,20 +236,21 @@ def run_protocol(
                 todo.append(m)
         return todo
 
+    # What is still to do, decided before the first image: the bar starts at the work already on disk.
+    todo_work = [(w, todo) for w in work if (todo := pending(w[0], w[1], w[3]))]
+    summary.skipped_done = len(work) - len(todo_work)
+
     def produce() -> Iterator[tuple[_Item, list[str]]]:
         cache: tuple[str, np.ndarray] | None = None
-        for ds, name, path, deg in work:
-            todo = pending(ds, name, deg)
-            if not todo:
-                summary.skipped_done += 1
-                continue
+        for (ds, name, path, deg), todo in todo_work:
             if cache is None or cache[0] != str(path) + str(ds.gray):
                 cache = (str(path) + str(ds.gray), ds.load(path))
-            comp, gt = degrade(cache[1], deg)
+            comp, gt = deg.apply(cache[1])
             yield _Item(ds, name, gt, deg, comp), todo
 
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(work), disable=not show, desc=f"{protocol.name}", unit="img", file=sys.stderr)
+    bar = tqdm(total=len(work), initial=summary.skipped_done, disable=not show, desc=f"{protocol.name}",
+               unit="img", file=sys.stderr)
     pool = ThreadPoolExecutor(max_workers=1)  # metrics + writing, in order, beside the next forward
     pending_writes: list[Future] = []
 
@@ -264,6 +259,12 @@ def run_protocol(
             summary.nonfinite.append(f"{model} {item.dataset.name}/{item.image} {item.degradation.name} "
                                      f"qf{item.degradation.qf}")
         per_space = image_metrics(item.gt, restored.image)
+        if save_images:
+            _save_png(output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
+                                        item.degradation.qf, item.image), restored.image)
+            gt_path = gt_image_path(out, item.dataset.name, item.degradation.name, item.image)
+            if not gt_path.exists():
+                _save_png(gt_path, item.gt)
         h, w = item.gt.shape[:2]
         recs = [{"model": model, "setting": settings[model], "dataset": item.dataset.name, "image": item.image,
                  "degradation": item.degradation.name, "qf": item.degradation.qf, "space": space,
@@ -308,6 +309,15 @@ def run_protocol(
         log(f"warning: {len(summary.nonfinite)} outputs held NaN/Inf (flagged in records): "
             + "; ".join(summary.nonfinite[:3]))
     return summary
+
+
+def _save_png(path: Path, img: np.ndarray) -> None:
+    from PIL import Image
+
+    def write(fh) -> None:
+        Image.fromarray(img).save(fh, format="PNG")
+
+    atomic_write(path, write)
 
 
 def _setting_of(model: Restorer) -> str:

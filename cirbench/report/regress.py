@@ -24,15 +24,16 @@ import datetime as _dt
 import json
 import math
 import os
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import GROUP, read_records, read_run_info
+from ..errors import ConfigError
+from ..eval.records import GROUP, read_records, read_run_info
+from ..files import atomic_write, to_json
+from .aggregate import aggregate
 
-__all__ = ["SCHEMA", "DEFAULT_TOLERANCE", "BaselineError", "Row", "load_baseline", "make_baseline",
-           "write_baseline", "compare", "run_baseline", "add_regress_parser", "cmd_regress"]
+__all__ = ["SCHEMA", "METRICS", "DEFAULT_TOLERANCE", "NEW", "BaselineError", "Row", "load_baseline",
+           "make_baseline", "write_baseline", "compare", "render_rows"]
 
 SCHEMA = 1
 METRICS = ("psnr", "ssim", "psnrb")
@@ -45,7 +46,7 @@ ENTRY_KEYS = (*GROUP, "metric")
 OK, REGRESSION, MISSING, NEW = "ok", "REGRESSION", "missing", "new"
 
 
-class BaselineError(ValueError):
+class BaselineError(ConfigError):
     """A baseline file is absent or malformed (exit 2)."""
 
 
@@ -101,15 +102,6 @@ def _fmt(v, signed: bool = False) -> str:
     return "+0.000000" if text == "-0.000000" else text  # a rounding residue, not a direction
 
 
-def _to_json(v: float):
-    # JSON has no inf/nan (PSNR of a perfect image is +inf): written as strings, as records do.
-    return str(v) if not math.isfinite(v) else round(float(v), 6)
-
-
-def _from_json(v) -> float:
-    return float(v)
-
-
 def _ceil2(x: float) -> float:
     """``x`` rounded up to two significant digits (a readable tolerance that still covers ``x``)."""
     if x <= 0:
@@ -143,14 +135,12 @@ def load_baseline(path: str | os.PathLike) -> dict:
             raise BaselineError(f"{p}: entry #{i} lacks {missing}")
         if e["metric"] not in METRICS:
             raise BaselineError(f"{p}: entry #{i} has unknown metric {e['metric']!r}")
-        entries.append({**e, "value": _from_json(e["value"]), "tol": float(e.get("tol", tol[e["metric"]]))})
+        entries.append({**e, "value": float(e["value"]), "tol": float(e.get("tol", tol[e["metric"]]))})
     return {**data, "tolerance": tol, "entries": entries}
 
 
 def _means(df):
     """Means per GROUP (the report's aggregation), in long form: {(GROUP..., metric): (mean, n)}."""
-    from .report import aggregate
-
     out = {}
     if df.empty:
         return out
@@ -168,7 +158,7 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
     runs of the same work measure the spread (e.g. another thread count), and each metric's tolerance
     becomes max(tolerance, factor x spread)."""
     if not run_dirs:
-        raise ValueError("no run to make a baseline from")
+        raise ConfigError("no run to make a baseline from")
     tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
 
     def wanted(key) -> bool:
@@ -179,11 +169,11 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
     runs = [{k: v for k, v in _means(read_records(d)).items() if wanted(k)} for d in run_dirs]
     first = runs[0]
     if not first:
-        raise ValueError(f"{run_dirs[0]}: holds no records (of the selected models, datasets and QFs)")
+        raise ConfigError(f"{run_dirs[0]}: holds no records (of the selected models, datasets and QFs)")
     spread = {m: 0.0 for m in METRICS}
     for other, d in zip(runs[1:], run_dirs[1:], strict=True):
         if set(other) != set(first):
-            raise ValueError(f"{d}: does not hold the same groups as {run_dirs[0]}; cannot measure spread")
+            raise ConfigError(f"{d}: does not hold the same groups as {run_dirs[0]}; cannot measure spread")
         for key, (v, _) in first.items():
             w = other[key][0]
             if v != w:
@@ -193,8 +183,8 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
     info = read_run_info(run_dirs[0])
     proto = info.get("protocol", {})
     if not proto.get("name"):
-        raise ValueError(f"{run_dirs[0]}: run.json does not name the protocol; cannot make a baseline")
-    entries = [dict(zip(ENTRY_KEYS, key, strict=True), value=_to_json(v), tol=tol[key[-1]], n_images=n)
+        raise ConfigError(f"{run_dirs[0]}: run.json does not name the protocol; cannot make a baseline")
+    entries = [dict(zip(ENTRY_KEYS, key, strict=True), value=to_json(round(float(v), 6)), tol=tol[key[-1]], n_images=n)
                for key, (v, n) in sorted(first.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
     base = {
         "schema": SCHEMA,
@@ -228,10 +218,7 @@ def write_baseline(base: dict, path: str | os.PathLike) -> Path:
     lines = ",\n".join("    " + json.dumps(e) for e in base["entries"])
     text += ',\n  "entries": [\n' + lines + "\n  ]\n}\n"
     json.loads(text)  # never write a file that does not read back
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
-    return p
+    return atomic_write(p, text)
 
 
 # --------------------------------------------------------------------------------------- comparing
@@ -283,149 +270,3 @@ def render_rows(rows: list[Row], fmt: str = "simple") -> str:
     headers = ["model", "setting", "dataset", "degradation", "qf", "space", "metric", "expected", "got", "delta",
                "tol", "status"]
     return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
-
-
-# ----------------------------------------------------------------------------------------- running
-
-
-def run_baseline(protocol_name: str, models: list[str], datasets: list[str], qfs: list[int], out: Path, *,
-                 data_root: str | None = None, device: str = "cpu", sha256: str | None = None,
-                 required: bool = True, log=lambda msg: print(msg, file=sys.stderr)) -> Path:
-    """Run ``protocol_name`` restricted to ``models``/``datasets``/``qfs`` into ``out``. With ``required``
-    an absent dataset is a data error (exit 2), not a silently smaller run."""
-    from .inference import InferenceSettings
-    from .models import create_model
-    from .protocols import load_protocol
-    from .runner import run_protocol
-
-    protocol = load_protocol(protocol_name).select(datasets or None, qfs or None)
-    if not protocol.jobs:
-        raise ValueError(f"protocol {protocol_name!r} has no job for datasets {datasets} at QF {qfs}")
-    if sha256 and protocol.sha256 != sha256:
-        log(f"warning: protocol {protocol_name!r} changed since the baseline was made (sha256 "
-            f"{protocol.sha256[:12]} vs {sha256[:12]}); comparing anyway")
-    settings = InferenceSettings.named(protocol.setting)
-    nets = {}
-    for name in models:
-        m = create_model(name, settings=settings, device=device)
-        nets[m.info.name if name != m.info.name and ":" in name else name] = m
-    run_protocol(protocol, nets, out, data_root=data_root, device=device, progress=False, log=log,
-                 required_datasets=set(protocol.datasets) if required else set())
-    return out
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def _csv(text):
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def _qfs(text):
-    try:
-        return [int(t) for t in text.split(",") if t.strip()] if text else None
-    except ValueError:
-        raise ValueError(f"--qf takes comma-separated integers, got {text!r}") from None
-
-
-def add_regress_parser(subparsers) -> None:
-    """Add ``cirbench regress`` to the main parser's subcommands."""
-    r = subparsers.add_parser(
-        "regress", help="compare a run with a baseline of golden numbers (exit 0 ok, 1 regression, 2 error)",
-        description=__doc__.split("\n\n")[0])
-    r.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
-                   help="finished run to check (default: run the baseline's protocol now); with --update, "
-                        "several runs of the same work measure the spread that sets the tolerances")
-    r.add_argument("--baseline", required=True, help="baseline JSON (written with --update)")
-    r.add_argument("--update", action="store_true", help="write --baseline from the run instead of comparing")
-    r.add_argument("--data-root", help="data root (default: $CIRBENCH_DATA, else the user cache)")
-    r.add_argument("--out", help="run directory when regress runs the protocol (default: a temporary one)")
-    r.add_argument("--datasets", help="check only these datasets (comma-separated); with --update, the datasets")
-    r.add_argument("--qf", help="check only these QFs (comma-separated); with --update, the QFs")
-    r.add_argument("--protocol", help="--update without RUN_DIR: the protocol to run (default: the baseline's)")
-    r.add_argument("--models", help="--update: comma-separated models (default: the baseline's, or all in RUN_DIR)")
-    r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    r.add_argument("--format", default="simple", help="tabulate format of the table (simple, github, ...)")
-    for m in METRICS:
-        r.add_argument(f"--tol-{m}", type=float, metavar="X",
-                       help=f"tolerance for {m} (default: the baseline's; --update: {DEFAULT_TOLERANCE[m]})")
-    r.set_defaults(func=cmd_regress)
-
-
-def cmd_regress(args) -> int:
-    """Compare (or, with --update, write) a baseline; returns the exit code."""
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    tol_override = {m: getattr(args, f"tol_{m}") for m in METRICS if getattr(args, f"tol_{m}") is not None}
-    datasets, qfs = _csv(args.datasets), _qfs(args.qf)
-    if args.update:
-        return _update(args, tol_override, datasets, qfs)
-    if len(args.run_dirs) > 1:
-        raise ValueError("compare one RUN_DIR at a time (several are for --update)")
-    base = load_baseline(args.baseline)
-    unknown = [d for d in datasets or () if d not in base.get("datasets", [])]
-    if unknown:
-        raise ValueError(f"--datasets {','.join(unknown)}: not in the baseline ({', '.join(base['datasets'])})")
-    with tempfile.TemporaryDirectory(prefix="cirbench-regress-") as tmp:
-        if args.run_dirs:
-            run_dir = Path(args.run_dirs[0])
-            if not (run_dir / "records.jsonl").is_file():
-                raise ValueError(f"{run_dir}: not a run directory (no records.jsonl)")
-            name = read_run_info(run_dir).get("protocol", {}).get("name")
-            if name not in (None, base["protocol"]):
-                raise ValueError(f"{run_dir}: a run of protocol {name!r}, the baseline is of {base['protocol']!r}")
-        else:
-            run_dir = Path(args.out) if args.out else Path(tmp) / "run"
-            run_baseline(base["protocol"], base["models"], datasets or base["datasets"], qfs or base["qfs"],
-                         run_dir, data_root=args.data_root, device=args.device, sha256=base.get("protocol_sha256"))
-        rows = compare(base, run_dir, tol_override=tol_override, datasets=datasets, qfs=qfs)
-    print(render_rows(rows, args.format))
-    bad = [r for r in rows if r.failing]
-    new = sum(r.status == NEW for r in rows)
-    checked = len(rows) - new
-    if not checked:
-        raise ValueError("nothing compared: the baseline has no entry for the selected datasets/QFs")
-    if bad:
-        print(f"\n{len(bad)} of {checked} baseline numbers regressed against {args.baseline}:", file=sys.stderr)
-        for r in bad:
-            print(f"  REGRESSION {r.describe()}", file=sys.stderr)
-        return 1
-    print(f"\nall {checked} baseline numbers within tolerance of {args.baseline}"
-          + (f"; {new} new (not in the baseline)" if new else ""), file=sys.stderr)
-    return 0
-
-
-def _update(args, tol_override: dict, datasets, qfs) -> int:
-    old = load_baseline(args.baseline) if Path(args.baseline).is_file() else None
-    tolerance = {**DEFAULT_TOLERANCE, **(old or {}).get("tolerance", {}), **tol_override}
-    note = args.note if args.note is not None else (old or {}).get("note", "")
-    with tempfile.TemporaryDirectory(prefix="cirbench-regress-") as tmp:
-        if args.run_dirs:
-            run_dirs = [Path(d) for d in args.run_dirs]
-            for d in run_dirs:
-                if not (d / "records.jsonl").is_file():
-                    raise ValueError(f"{d}: not a run directory (no records.jsonl)")
-        else:
-            protocol = args.protocol or (old or {}).get("protocol")
-            models = _csv(args.models) or (old or {}).get("models")
-            if not protocol or not models:
-                raise ValueError("--update without RUN_DIR needs --protocol and --models (or an existing --baseline)")
-            datasets = datasets or (old or {}).get("datasets")
-            qfs = qfs or (old or {}).get("qfs")
-            out = Path(args.out) if args.out else Path(tmp) / "run"
-            # Datasets named (or in the old baseline) must be present; the protocol's full list may skip some.
-            run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out, data_root=args.data_root,
-                                     device=args.device, required=bool(datasets))]
-        # Filters apply to given runs; a run made here already holds just the selection.
-        pick = dict(models=_csv(args.models), datasets=datasets, qfs=qfs) if args.run_dirs else {}
-        base = make_baseline(run_dirs, tolerance=tolerance, note=note, **pick)
-    write_baseline(base, args.baseline)
-    print(f"wrote {args.baseline}: {len(base['entries'])} entries ({base['protocol']}; models "
-          f"{', '.join(base['models'])}; datasets {', '.join(base['datasets'])}; QF "
-          f"{', '.join(map(str, base['qfs']))}; tolerance {base['tolerance']}). Review it before committing.",
-          file=sys.stderr)
-    return 0

@@ -27,9 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import ModelInfo, Restored
+from ..errors import ConfigError
+from .restorer import ModelInfo, Restored
 
-__all__ = ["InferenceSettings", "TorchRestorer", "pad_image", "tile_origins"]
+__all__ = ["InferenceSettings", "TorchRestorer", "pad_image", "tile_origins", "cpu_has_native_bf16"]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX). Without it bf16 matmuls and convolutions
+    fall back to scalar code: 0.3 GFLOP/s against 70 in fp32, measured on an AVX2-only EPYC."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class InferenceSettings:
             "ntire24": cls(name="ntire24", tile=384, overlap=96, ensemble="transpose", square_tiles=True),
         }
         if name not in presets:
-            raise ValueError(f"unknown inference setting {name!r}; known: {', '.join(presets)}")
+            raise ConfigError(f"unknown inference setting {name!r}; known: {', '.join(presets)}")
         return replace(presets[name], **overrides)
 
     @property
@@ -116,6 +123,9 @@ class TorchRestorer:
         self.info = info
         self.settings = settings or InferenceSettings()
         self.device = torch.device(device)
+        if self.settings.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            raise ConfigError("--precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has "
+                              "none and bf16 would run about 200x slower than fp32: use --precision fp32")
         for n in self.nets:
             if isinstance(n, torch.nn.Module):
                 n.to(self.device)
@@ -187,7 +197,7 @@ class TorchRestorer:
         if gray and self.info.channels == 3:
             x = x.expand(-1, 3, -1, -1)
         elif not gray and self.info.channels == 1:
-            raise ValueError(f"model {self.info.name!r} takes gray images; this dataset is colour")
+            raise ConfigError(f"model {self.info.name!r} takes gray images; this dataset is colour")
         qf_input = None
         if qf is not None and self.info.takes_qf:
             qf_input = torch.full((1, 1), 1 - qf / 100, device=self.device)

@@ -12,7 +12,7 @@ from typing import IO
 
 import numpy as np
 
-from .checkpoints import atomic_write
+from ..files import atomic_write
 
 __all__ = ["LOG_NAME", "CURVES_NAME", "read_log", "truncate_log", "append_record", "write_curves"]
 
@@ -32,8 +32,7 @@ def truncate_log(path: Path, last_step: int) -> None:
     """Keep only the records up to ``last_step`` (the checkpoint's): a run killed after its last checkpoint
     logged steps that the resumed run will log again."""
     kept = [r for r in read_log(path) if r["step"] <= last_step]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def append_record(fh: IO[str], record: dict) -> None:

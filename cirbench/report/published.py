@@ -14,14 +14,16 @@ Where the CSV is looked for, first match wins: the ``CIRBENCH_PUBLISHED`` enviro
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["default_path", "parse_degradation", "load_published"]
+from ..errors import ConfigError
+from ..jpeg import Degradation
 
-_REPO_CSV = Path(__file__).resolve().parents[1] / "results" / "published" / "literature.csv"
+__all__ = ["default_path", "load_published"]
+
+_REPO_CSV = Path(__file__).resolve().parents[2] / "results" / "published" / "literature.csv"
 COLUMNS = (
     "source",
     "model",
@@ -51,19 +53,6 @@ def default_path() -> Path | None:
     return _REPO_CSV if _REPO_CSV.is_file() else None
 
 
-def parse_degradation(text: str) -> tuple[str, int]:
-    """``jpeg:10`` -> ("jpeg", 10); ``double:30,10,shift4`` -> ("double-q30-s4x4", 10)."""
-    text = text.strip()
-    m = re.fullmatch(r"jpeg:(\d+)", text)
-    if m:
-        return "jpeg", int(m[1])
-    m = re.fullmatch(r"double:(\d+),(\d+)(?:,shift(\d+))?", text)
-    if m:
-        shift = int(m[3] or 0)
-        return f"double-q{int(m[1])}-s{shift}x{shift}", int(m[2])
-    raise ValueError(f"unknown published degradation {text!r}")
-
-
 def load_published(paths: str | os.PathLike | Iterable[str | os.PathLike] | None = None):
     """Published rows as a DataFrame with the record columns (``model`` = the paper's method name,
     ``setting`` = "published") plus ``source`` and ``per_qf_model``. Missing metrics are NaN."""
@@ -72,7 +61,7 @@ def load_published(paths: str | os.PathLike | Iterable[str | os.PathLike] | None
     if paths is None:
         found = default_path()
         if found is None:
-            raise FileNotFoundError(
+            raise ConfigError(
                 "no published results found: set CIRBENCH_PUBLISHED or add results/published/literature.csv"
             )
         paths = [found]
@@ -82,15 +71,18 @@ def load_published(paths: str | os.PathLike | Iterable[str | os.PathLike] | None
         pd.read_csv(p, dtype={"per_qf_model": str}, keep_default_na=False, na_values=[""]) for p in paths
     ]
     raw = pd.concat(frames, ignore_index=True)
-    parsed = [parse_degradation(d) for d in raw["degradation"]]
+    try:
+        parsed = [Degradation.from_published(d) for d in raw["degradation"]]
+    except ValueError as exc:
+        raise ConfigError(f"{', '.join(map(str, paths))}: {exc}") from None
     out = pd.DataFrame(
         {
             "source": raw["source"].astype(str),
             "model": raw["method"].astype(str),
             "setting": "published",
             "dataset": raw["dataset"].astype(str),
-            "degradation": [p[0] for p in parsed],
-            "qf": [p[1] for p in parsed],
+            "degradation": [d.name for d in parsed],
+            "qf": [d.qf for d in parsed],
             "space": raw["space"].astype(str).str.lower(),
             "per_qf_model": raw["per_qf_model"].fillna("").astype(str),
         }

@@ -13,7 +13,6 @@ which is how the FBCNN/KAIR family of papers made their gray sets.
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -23,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import IMAGE_SUFFIXES, read_image
-from .metrics import rgb_to_y
+from ..config import closest
+from ..errors import ConfigError, DatasetMissing
+from ..files import sha256_file
+from ..images import IMAGE_SUFFIXES, list_images, read_image
+from ..metrics import rgb_to_y
 
 __all__ = [
     "DatasetSpec",
@@ -34,14 +36,9 @@ __all__ = [
     "data_root",
     "get_dataset",
     "verify",
-    "closest",
 ]
 
 _DATA = resources.files("cirbench") / "data"
-
-
-class DatasetMissing(LookupError):
-    """A dataset's files are not under the data root (and not embedded)."""
 
 
 @dataclass(frozen=True)
@@ -97,25 +94,11 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(cache) / "cirbench" / "datasets"
 
 
-def closest(name: str, choices) -> str:
-    """' (did you mean X?)' for the closest known name, or ''."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def read_manifest(name: str) -> dict[str, dict]:
     """A packaged manifest as {filename: {width, height, mode, bytes, sha256}}."""
     text = (_DATA / "manifests" / name).read_text()
     rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return {r["filename"]: r for r in rows}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -145,10 +128,6 @@ class Dataset:
             yield p.name, p
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _manifest_hash(spec: DatasetSpec) -> str | None:
     if spec.manifest:
         return hashlib.sha256((_DATA / "manifests" / spec.manifest).read_bytes()).hexdigest()
@@ -161,19 +140,20 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Resolve a dataset name (or ``folder:PATH``) to its files.
 
     Files under the data root win; embedded sets are the fallback. Raises ``DatasetMissing``
-    with instructions when neither has it, and ``KeyError`` for unknown names.
+    with instructions when neither has it, and ``ConfigError`` for unknown names.
     """
     if name.startswith("folder:"):
         folder = Path(name[len("folder:"):]).expanduser()
         if not folder.is_dir():
             raise DatasetMissing(f"{folder}: folder not found")
-        files = _list_images(folder)
+        files = list_images(folder)
         if not files:
             raise DatasetMissing(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
         digest = hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest()
         return Dataset(name, folder, files, gray=False, source="folder", manifest_sha256=digest)
     if name not in REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}")
+        raise ConfigError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}, "
+                          "or folder:PATH")
     spec = REGISTRY[name]
     base = spec.gray_of or name
     base_spec = REGISTRY[base]
@@ -221,7 +201,7 @@ def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
     else:
         manifest = {n: {} for n in spec.expected}
         rep.note = "no checksums known: names only"
-    present = {p.name for p in _list_images(folder)} if folder.is_dir() else set()
+    present = {p.name for p in list_images(folder)} if folder.is_dir() else set()
     rep.extra = sorted(present - set(manifest))
     for fname, row in manifest.items():
         p = folder / fname
@@ -231,6 +211,6 @@ def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
         rep.checked += 1
         if row.get("bytes") and p.stat().st_size != int(row["bytes"]):
             rep.mismatched.append(f"{fname}: {p.stat().st_size} bytes, expected {row['bytes']}")
-        elif row.get("sha256") and file_sha256(p) != row["sha256"]:
+        elif row.get("sha256") and sha256_file(p) != row["sha256"]:
             rep.mismatched.append(f"{fname}: sha256 differs from the manifest")
     return rep

@@ -1,0 +1,146 @@
+"""``cirbench regress``: run (or read) a protocol and compare its means with a committed baseline; exit 0 ok,
+1 regression, 2 error. Running the protocol is this module's job; comparing records is
+:mod:`cirbench.report.regress`'s."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..eval.records import read_run_info
+from ..report import regress
+from ..report.regress import (
+    DEFAULT_TOLERANCE,
+    METRICS,
+    NEW,
+    compare,
+    load_baseline,
+    make_baseline,
+    render_rows,
+    write_baseline,
+)
+from . import common
+
+
+def run_baseline(protocol_name: str, models: list[str], datasets: list[str], qfs: list[int], out: Path, *,
+                 data_root: str | None = None, device: str = "cpu", sha256: str | None = None,
+                 required: bool = True, log=lambda msg: print(msg, file=sys.stderr)) -> Path:
+    """Run ``protocol_name`` restricted to ``models``/``datasets``/``qfs`` into ``out``. With ``required``
+    an absent dataset is a data error (exit 2), not a silently smaller run."""
+    from ..eval.protocols import load_protocol
+    from ..eval.runner import run_protocol
+    from ..zoo.inference import InferenceSettings
+
+    protocol = load_protocol(protocol_name).select(datasets or None, qfs or None)
+    if not protocol.jobs:
+        raise ConfigError(f"protocol {protocol_name!r} has no job for datasets {datasets} at QF {qfs}")
+    if sha256 and protocol.sha256 != sha256:
+        log(f"warning: protocol {protocol_name!r} changed since the baseline was made (sha256 "
+            f"{protocol.sha256[:12]} vs {sha256[:12]}); comparing anyway")
+    settings = InferenceSettings.named(protocol.setting)
+    nets = common.build_models(models, settings=settings, device=device)
+    run_protocol(protocol, nets, out, data_root=data_root, device=device, progress=False, log=log,
+                 required_datasets=set(protocol.datasets) if required else set())
+    return out
+
+
+
+def add_parser(subparsers) -> None:
+    r = subparsers.add_parser(
+        "regress", help="compare a run with a baseline of golden numbers (exit 0 ok, 1 regression, 2 error)",
+        description=regress.__doc__.split("\n\n")[0])
+    r.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                   help="finished run to check (default: run the baseline's protocol now); with --update, "
+                        "several runs of the same work measure the spread that sets the tolerances")
+    r.add_argument("--baseline", required=True, help="baseline JSON (written with --update)")
+    r.add_argument("--update", action="store_true", help="write --baseline from the run instead of comparing")
+    r.add_argument("--data-root", help="data root (default: $CIRBENCH_DATA, else the user cache)")
+    r.add_argument("--out", help="run directory when regress runs the protocol (default: a temporary one)")
+    r.add_argument("--datasets", help="check only these datasets (comma-separated); with --update, the datasets")
+    r.add_argument("--qf", help="check only these QFs (comma-separated); with --update, the QFs")
+    r.add_argument("--protocol", help="--update without RUN_DIR: the protocol to run (default: the baseline's)")
+    r.add_argument("--models", help="--update: comma-separated models (default: the baseline's, or all in RUN_DIR)")
+    r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r.add_argument("--format", default="simple", help="tabulate format of the table (simple, github, ...)")
+    for m in METRICS:
+        r.add_argument(f"--tol-{m}", type=float, metavar="X",
+                       help=f"tolerance for {m} (default: the baseline's; --update: {DEFAULT_TOLERANCE[m]})")
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Compare (or, with --update, write) a baseline; returns the exit code."""
+    common.set_threads(args.threads)
+    tol_override = {m: getattr(args, f"tol_{m}") for m in METRICS if getattr(args, f"tol_{m}") is not None}
+    datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
+    if args.update:
+        return _update(args, tol_override, datasets, qfs)
+    if len(args.run_dirs) > 1:
+        raise ConfigError("compare one RUN_DIR at a time (several are for --update)")
+    base = load_baseline(args.baseline)
+    unknown = [d for d in datasets or () if d not in base.get("datasets", [])]
+    if unknown:
+        raise ConfigError(f"--datasets {','.join(unknown)}: not in the baseline ({', '.join(base['datasets'])})")
+    with tempfile.TemporaryDirectory(prefix="cirbench-regress-") as tmp:
+        if args.run_dirs:
+            run_dir = Path(args.run_dirs[0])
+            if not (run_dir / "records.jsonl").is_file():
+                raise ConfigError(f"{run_dir}: not a run directory (no records.jsonl)")
+            name = read_run_info(run_dir).get("protocol", {}).get("name")
+            if name not in (None, base["protocol"]):
+                raise ConfigError(f"{run_dir}: a run of protocol {name!r}, the baseline is of {base['protocol']!r}")
+        else:
+            run_dir = Path(args.out) if args.out else Path(tmp) / "run"
+            run_baseline(base["protocol"], base["models"], datasets or base["datasets"], qfs or base["qfs"],
+                         run_dir, data_root=args.data_root, device=args.device, sha256=base.get("protocol_sha256"))
+        rows = compare(base, run_dir, tol_override=tol_override, datasets=datasets, qfs=qfs)
+    print(render_rows(rows, args.format))
+    bad = [r for r in rows if r.failing]
+    new = sum(r.status == NEW for r in rows)
+    checked = len(rows) - new
+    if not checked:
+        raise ConfigError("nothing compared: the baseline has no entry for the selected datasets/QFs")
+    if bad:
+        print(f"\n{len(bad)} of {checked} baseline numbers regressed against {args.baseline}:", file=sys.stderr)
+        for r in bad:
+            print(f"  REGRESSION {r.describe()}", file=sys.stderr)
+        return 1
+    print(f"\nall {checked} baseline numbers within tolerance of {args.baseline}"
+          + (f"; {new} new (not in the baseline)" if new else ""), file=sys.stderr)
+    return 0
+
+
+def _update(args, tol_override: dict, datasets, qfs) -> int:
+    old = load_baseline(args.baseline) if Path(args.baseline).is_file() else None
+    tolerance = {**DEFAULT_TOLERANCE, **(old or {}).get("tolerance", {}), **tol_override}
+    note = args.note if args.note is not None else (old or {}).get("note", "")
+    with tempfile.TemporaryDirectory(prefix="cirbench-regress-") as tmp:
+        if args.run_dirs:
+            run_dirs = [Path(d) for d in args.run_dirs]
+            for d in run_dirs:
+                if not (d / "records.jsonl").is_file():
+                    raise ConfigError(f"{d}: not a run directory (no records.jsonl)")
+        else:
+            protocol = args.protocol or (old or {}).get("protocol")
+            models = common.csv(args.models) or (old or {}).get("models")
+            if not protocol or not models:
+                raise ConfigError("--update without RUN_DIR needs --protocol and --models (or an existing --baseline)")
+            datasets = datasets or (old or {}).get("datasets")
+            qfs = qfs or (old or {}).get("qfs")
+            out = Path(args.out) if args.out else Path(tmp) / "run"
+            # Datasets named (or in the old baseline) must be present; the protocol's full list may skip some.
+            run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out, data_root=args.data_root,
+                                     device=args.device, required=bool(datasets))]
+        # Filters apply to given runs; a run made here already holds just the selection.
+        pick = dict(models=common.csv(args.models), datasets=datasets, qfs=qfs) if args.run_dirs else {}
+        base = make_baseline(run_dirs, tolerance=tolerance, note=note, **pick)
+    write_baseline(base, args.baseline)
+    print(f"wrote {args.baseline}: {len(base['entries'])} entries ({base['protocol']}; models "
+          f"{', '.join(base['models'])}; datasets {', '.join(base['datasets'])}; QF "
+          f"{', '.join(map(str, base['qfs']))}; tolerance {base['tolerance']}). Review it before committing.",
+          file=sys.stderr)
+    return 0

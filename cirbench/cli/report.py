@@ -1,0 +1,52 @@
+"""``cirbench report``: tables and plots from run folders (records only; nothing is re-run)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import ConfigError
+from . import common
+
+
+def add_parser(sub) -> None:
+    rp = sub.add_parser("report", help="render tables and plots from run folders")
+    rp.add_argument("runs", nargs="+")
+    rp.add_argument("--format", default="table", choices=["table", "md", "csv", "json", "latex", "html"])
+    rp.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    rp.add_argument("--space", default="y", choices=["y", "rgb", "gray"])
+    rp.add_argument("--metrics", help="comma-separated subset of psnr,ssim,psnrb")
+    common.add_filters(rp, "to show")
+    rp.add_argument("--models")
+    rp.add_argument("--published", action="store_true", help="add published rows beside ours")
+    rp.add_argument("--ci", action="store_true", help="paired bootstrap 95%% CI and sign test vs --reference")
+    rp.add_argument("--reference", default="jpeg")
+    rp.add_argument("--plots", help="write plots (PNG and PDF) to this folder (crops need --save-images runs)")
+    rp.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..files import atomic_write
+    from ..report import render
+
+    kwargs = dict(space=args.space, datasets=common.csv(args.datasets), qfs=common.qfs(args.qf),
+                  models=common.csv(args.models), published=args.published, ci=args.ci, reference=args.reference)
+    if args.metrics:
+        kwargs["metrics"] = tuple(common.csv(args.metrics))
+    if args.plots:
+        from ..report.plots import make_plots
+
+        plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published)
+        print(f"{len(plots)} plot files in {args.plots}", file=sys.stderr)
+    if args.format == "html" and args.plots:
+        kwargs["plots_dir"] = args.plots
+    text = render(args.runs, args.format, **kwargs)
+    if args.output:
+        try:
+            atomic_write(args.output, text)
+        except OSError as exc:
+            raise ConfigError(f"{args.output}: cannot write the report ({exc.strerror or exc}); "
+                              "choose another -o") from None
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,69 @@
+"""``cirbench run``: evaluate models on a protocol into a run folder (rerun the same ``--out`` to resume)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import common
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("run", help="evaluate models on a protocol")
+    r.add_argument("--protocol", default="blind", help="protocol name or TOML path (default: blind)")
+    r.add_argument("--models", help="comma-separated model names (default: the protocol's)")
+    r.add_argument("--weights", help="weights file for a single --models entry")
+    common.add_filters(r, "(default: the protocol's; folder:PATH allowed)")
+    r.add_argument("--data-root", help="data root (default: $CIRBENCH_DATA, else the user cache)")
+    r.add_argument("--out", help="run folder (default: runs/PROTOCOL); rerun to resume")
+    r.add_argument("--shard", help="K/N: evaluate the K-th of N image shards (merge with `cirbench merge`)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r.add_argument("--setting", help="inference setting: single (default) or ntire24")
+    r.add_argument("--tile", type=int, help="tile size in pixels (default: whole image)")
+    r.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
+    r.add_argument("--ensemble", choices=["none", "transpose"], help="self-ensemble")
+    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    r.add_argument("--channels-last", action="store_true")
+    r.add_argument("--save-images", action="store_true",
+                   help="also write every output and ground truth as PNG under OUT/images (for crops and outputs:)")
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..eval.protocols import load_protocol
+    from ..eval.runner import parse_shard, run_protocol
+    from ..report import render
+    from ..zoo.inference import InferenceSettings
+
+    common.set_threads(args.threads)
+    protocol = load_protocol(args.protocol)
+    datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
+    protocol = protocol.select(datasets, qfs)
+    if not protocol.jobs:
+        raise ConfigError("nothing to run: the --datasets/--qf filters left no job in the protocol")
+    settings = InferenceSettings.named(args.setting or protocol.setting, precision=args.precision,
+                                       channels_last=args.channels_last,
+                                       **({"tile": args.tile} if args.tile else {}),
+                                       **({"overlap": args.overlap} if args.overlap is not None else {}),
+                                       **({"ensemble": args.ensemble} if args.ensemble else {}))
+    names = common.csv(args.models) or list(protocol.models)
+    weighted = [n for n in names if n != "jpeg"]
+    if args.weights and len(weighted) != 1:
+        raise ConfigError(f"--weights needs exactly one model besides jpeg in --models, got {', '.join(weighted)}")
+    models = common.build_models(names, weights=args.weights, settings=settings, device=args.device,
+                                 skip_missing=not args.models)
+    if not models:
+        raise ConfigError("no model to run")
+    out = Path(args.out) if args.out else Path("runs") / protocol.name
+    summary = run_protocol(protocol, models, out, data_root=args.data_root,
+                           required_datasets=set(datasets or ()), shard=parse_shard(args.shard),
+                           device=args.device, save_images=args.save_images)
+    print(f"{summary.written} records written to {out} ({summary.skipped_done} already done); "
+          f"wall {summary.wall_seconds:.1f} s, model {summary.model_seconds:.1f} s", file=sys.stderr)
+    if summary.skipped_datasets:
+        print("datasets not present (skipped): " + ", ".join(summary.skipped_datasets)
+              + " — see `cirbench datasets list` for how to get them", file=sys.stderr)
+    print(render([out], "table"))
+    return 0

@@ -1,0 +1,39 @@
+"""The expected failures: bad input, missing data, refused files. Each is one line that names the file and
+the fix; the command line prints it and exits 2. Any other exception is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+__all__ = ["CirbenchError", "ConfigError", "DatasetMissing", "ImageError", "RunError", "CheckpointError",
+           "WeightsMissing", "FetchError"]
+
+
+class CirbenchError(Exception):
+    """An expected failure; the message names the file (or the name) and the fix."""
+
+
+class ConfigError(CirbenchError, ValueError):
+    """A configuration file, a name or a command-line value is wrong."""
+
+
+class DatasetMissing(CirbenchError, LookupError):
+    """A dataset's files are not under the data root."""
+
+
+class ImageError(CirbenchError, ValueError):
+    """An image cannot be evaluated."""
+
+
+class RunError(CirbenchError, RuntimeError):
+    """A run cannot go on; records written so far stay."""
+
+
+class CheckpointError(CirbenchError):
+    """A checkpoint could not be read, verified or matched to a model."""
+
+
+class WeightsMissing(CirbenchError, FileNotFoundError):
+    """A model's weights are not on disk (and could not be fetched)."""
+
+
+class FetchError(CirbenchError):
+    """A download or an archive was refused; nothing was left behind."""

@@ -1,0 +1,1 @@
+"""Evaluation: protocols (TOML tasks), datasets, the runner, per-image records and merging."""

@@ -1,0 +1,134 @@
+"""Means and paired comparisons from records: the numbers every table, plot and regression check shows.
+
+Metric spaces: ``space="y"`` selects the records of space "y" and of space "gray": a gray dataset's image is
+its own luma, so both answer "PSNR on the luminance". ``"rgb"`` and ``"gray"`` select just that space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..eval.records import GROUP, KEY, read_records, read_run_info
+from .stats import compare_paired
+
+__all__ = ["METRICS", "BASELINE", "select_space", "aggregate", "load", "comparisons", "provenance"]
+
+METRICS = ("psnr", "ssim", "psnrb")
+BASELINE = "jpeg"  # the unrestored JPEG input: shown, never ranked
+CI_COLUMNS = ("reference", "n_pairs", "diff_psnr", "ci_lo", "ci_hi", "p_sign")
+
+
+def select_space(df: pd.DataFrame, space: str) -> pd.DataFrame:
+    """Rows of a metric space; ``y`` also takes ``gray`` rows (a gray image is its own luma)."""
+    spaces = {"y": ("y", "gray")}.get(space, (space,))
+    return df[df["space"].isin(spaces)]
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Means per GROUP with ``n_images``; ``seconds_per_mp`` (total seconds / total megapixels) and
+    ``qf_err`` (mean |qf_pred - qf|) where the records carry what they need, else NaN."""
+    df = df.copy()
+    has_size = {"seconds", "height", "width"} <= set(df.columns)
+    df["_mp"] = df["height"] * df["width"] / 1e6 if has_size else np.nan
+    df["_sec"] = df["seconds"] if has_size else np.nan
+    df["_qf_err"] = (pd.to_numeric(df["qf_pred"]) - df["qf"]).abs() if "qf_pred" in df else np.nan
+    g = df.groupby(list(GROUP), sort=False, dropna=False)
+    out = g[list(METRICS)].mean()
+    out.insert(0, "n_images", g.size())
+    sec, mp = g["_sec"].sum(min_count=1), g["_mp"].sum(min_count=1)
+    out["seconds_per_mp"] = (sec / mp).where(mp > 0)
+    out["qf_err"] = g["_qf_err"].mean()
+    return out.reset_index()[[*GROUP, "n_images", *METRICS, "seconds_per_mp", "qf_err"]]
+
+
+def load(
+    run_dirs,
+    *,
+    space: str = "y",
+    datasets: Sequence[str] | None = None,
+    qfs: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Records of the runs in one metric space, filtered; a key present in several runs keeps the last."""
+    df = read_records(run_dirs)
+    if df.empty:
+        return df
+    df = df.drop_duplicates(subset=list(KEY), keep="last")
+    df = select_space(df, space)
+    if datasets:
+        df = df[df["dataset"].isin(datasets)]
+    if qfs:
+        df = df[df["qf"].isin([int(q) for q in qfs])]
+    return df
+
+
+def comparisons(df: pd.DataFrame, reference: str = BASELINE, metric: str = "psnr") -> pd.DataFrame:
+    """Paired per-image ``metric`` difference of every (model, setting) to ``reference`` per column.
+
+    Pairs on (dataset, image, degradation, qf, space). The reference's "single" setting is used when it
+    has several. Returns the group keys plus CI_COLUMNS.
+    """
+    pair = ["dataset", "image", "degradation", "qf", "space"]
+    ref = df[df["model"] == reference]
+    if ref.empty:
+        return pd.DataFrame(columns=[*GROUP, *CI_COLUMNS])
+    if (ref["setting"] == "single").any():
+        ref = ref[ref["setting"] == "single"]
+    ref = ref[[*pair, metric]].rename(columns={metric: "_ref"})
+    merged = df[df["model"] != reference].merge(ref, on=pair, how="inner")
+    rows = []
+    for key, grp in merged.groupby(list(GROUP), sort=False):
+        c = compare_paired(grp[metric].to_numpy(float) - grp["_ref"].to_numpy(float))
+        rows.append((*key, reference, c.n, c.mean, c.lo, c.hi, c.p_sign))
+    return pd.DataFrame(rows, columns=[*GROUP, *CI_COLUMNS])
+
+
+def provenance(run_dirs) -> dict:
+    """Provenance merged over runs: each field's distinct values, in run order."""
+    infos = [read_run_info(d) for d in run_dirs]
+
+    def distinct(values):
+        out = []
+        for v in values:
+            if v not in (None, "") and v not in out:
+                out.append(v)
+        return out
+
+    def get(info, *path):
+        for p in path:
+            info = info.get(p) if isinstance(info, dict) else None
+        return info
+
+    def proto(i):
+        if not get(i, "protocol", "name"):
+            return None
+        return f"{get(i, 'protocol', 'name')} v{get(i, 'protocol', 'version')}"
+
+    def encoder(i):
+        enc = get(i, "encoder") or {}
+        parts = [
+            f"{enc.get('encoder', '')} {enc.get(enc.get('encoder', ''), '')}".strip(),
+            enc.get("libjpeg"),
+        ]
+        return ", ".join(p for p in parts if p) or None
+
+    models: dict = {}
+    for i in infos:
+        for name, m in (i.get("models") or {}).items():
+            models.setdefault(name, {}).update({k: v for k, v in (m or {}).items() if v is not None})
+    return {
+        "protocol": distinct(proto(i) for i in infos),
+        "protocol_sha256": distinct(get(i, "protocol", "sha256") for i in infos),
+        "encoder": distinct(encoder(i) for i in infos),
+        "y_convention": distinct(get(i, "metric_conventions", "y") for i in infos),
+        "cirbench_version": distinct(i.get("cirbench_version") for i in infos),
+        "git_commit": distinct(i.get("git_commit") for i in infos),
+        "device": distinct(i.get("device") for i in infos),
+        "threads": distinct(i.get("threads") for i in infos),
+        "models": models,
+        "runs": [str(d) for d in run_dirs],
+    }
+
+

@@ -1,0 +1,324 @@
+"""Renderers: ``render(run_dirs, fmt)`` writes one of ``table`` (terminal), ``md``, ``latex``, ``html``
+(paper layout, see :mod:`cirbench.report.tables`) or ``csv``, ``json`` (long format, one row per group,
+full precision).
+
+Optional sections: ``ci`` (paired bootstrap 95 % interval of each model's per-image PSNR difference to the
+reference model, with a sign test), the QF-prediction error of models whose records carry ``qf_pred``,
+and ``efficiency`` (parameters, GFLOPs at 256x256 and peak memory from each model's profile in run.json;
+seconds per megapixel from the records: total model seconds / total megapixels).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..eval.records import GROUP
+from ..files import to_json
+from .aggregate import BASELINE, METRICS, aggregate, comparisons, load, provenance
+from .tables import (
+    DAGGER,
+    DASH,
+    Part,
+    Table,
+    caption_text,
+    ci_table,
+    columns_of,
+    efficiency_table,
+    notes_of,
+    published_rows,
+    qf_table,
+    quality_table,
+    row_keys_of,
+)
+
+__all__ = ["FORMATS", "render"]
+
+FORMATS = ("table", "md", "csv", "json", "latex", "html")
+CSV_COLUMNS = (*GROUP, "n_images", *METRICS, "seconds_per_mp", "qf_err", "source", "per_qf_model")
+
+
+def _tex_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        out.append(
+            {
+                "\\": r"\textbackslash{}",
+                "&": r"\&",
+                "%": r"\%",
+                "$": r"\$",
+                "#": r"\#",
+                "_": r"\_",
+                "{": r"\{",
+                "}": r"\}",
+                "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}",
+                "±": r"$\pm$",
+                DAGGER: r"$^\dagger$",
+                "→": r"$\to$",
+                "−": "$-$",
+                DASH: "--",
+                "|": r"$|$",
+                "×": r"$\times$",
+                "<": r"$<$",
+                ">": r"$>$",
+            }.get(ch, ch)
+        )
+    return "".join(out)
+
+
+def _cell_text(cell: list[Part], fmt: str) -> str:
+    def one(p: Part) -> str:
+        if fmt == "md":
+            return {"best": f"**{p.text}**", "second": f"<u>{p.text}</u>"}.get(p.style, p.text)
+        if fmt == "latex":
+            t = _tex_escape(p.text)
+            return {"best": rf"\textbf{{{t}}}", "second": rf"\underline{{{t}}}"}.get(p.style, t)
+        if fmt == "html":
+            t = html.escape(p.text)
+            return {"best": f"<b>{t}</b>", "second": f"<u>{t}</u>"}.get(p.style, t)
+        return {"best": f"{p.text}*", "second": f"{p.text}'"}.get(p.style, p.text)
+
+    return " / ".join(one(p) for p in cell)
+
+
+def _flat_headers(t: Table) -> list[str]:
+    return [t.stub] + [f"{g} {lab}".strip() for g, lab in zip(t.groups, t.labels, strict=True)]
+
+
+def _md(tables: list[Table], caption: str, notes: list[str]) -> str:
+    out = []
+    for t in tables:
+        out += [f"### {t.title}", ""]
+        out.append("| " + " | ".join(h.replace("|", "\\|") for h in _flat_headers(t)) + " |")
+        out.append("|:---|" + "---:|" * len(t.labels))
+        for label, cells in t.rows:
+            out.append(
+                "| " + " | ".join([label] + [_cell_text(c, "md").replace("|", "\\|") for c in cells]) + " |"
+            )
+        out.append("")
+    out.append(caption)
+    out += [""] + notes if notes else []
+    return "\n".join(out) + "\n"
+
+
+def _terminal(tables: list[Table], caption: str, notes: list[str]) -> str:
+    from tabulate import tabulate
+
+    out = []
+    for t in tables:
+        rows = [[label] + [_cell_text(c, "table") for c in cells] for label, cells in t.rows]
+        out += [
+            t.title,
+            tabulate(rows, headers=_flat_headers(t), tablefmt="simple", disable_numparse=True),
+            "",
+        ]
+    out.append(caption.replace("Best in bold, second underlined", "Best marked *, second '"))
+    out += notes
+    return "\n".join(out) + "\n"
+
+
+def _latex(tables: list[Table], caption: str, notes: list[str]) -> str:
+    out = ["% cirbench report: needs \\usepackage{booktabs} in the preamble."]
+    for n, t in enumerate(tables):
+        ncol = len(t.labels)
+        cap = caption if n == 0 else t.title
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            rf"\caption{{{_tex_escape(cap)}}}",
+            rf"\label{{tab:cirbench-{n}}}",
+            rf"\begin{{tabular}}{{l{'c' * ncol}}}",
+            r"\toprule",
+        ]
+        if any(t.groups):
+            spans, rules, start = [], [], 2
+            for g in dict.fromkeys(t.groups):
+                width = t.groups.count(g)
+                spans.append(rf"\multicolumn{{{width}}}{{c}}{{{_tex_escape(g)}}}")
+                rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+                start += width
+            out += [" & " + " & ".join(spans) + r" \\", " ".join(rules)]
+            heads = [t.stub, *t.labels]
+        else:
+            heads = _flat_headers(t)
+        out += [" & ".join(_tex_escape(h) for h in heads) + r" \\", r"\midrule"]
+        for i, (label, cells) in enumerate(t.rows):
+            if i in t.rule_before:
+                out.append(r"\midrule")
+            out.append(" & ".join([_tex_escape(label)] + [_cell_text(c, "latex") for c in cells]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if n == 0 and notes:  # sources and timing conditions, under the main table
+            out += [r"\par\smallskip\footnotesize", "\n\\par ".join(_tex_escape(x) for x in notes)]
+        out += [r"\end{table}", ""]
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{padding:4px 10px;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+thead tr:first-child th{border-top:2px solid #222}
+thead tr:last-child th{border-bottom:1px solid #222}
+tbody tr:last-child td{border-bottom:2px solid #222}
+tr.rule td{border-top:1px solid #222}
+tr.published td{color:#555;font-style:italic}
+caption{caption-side:top;text-align:left;font-weight:600;margin-bottom:.4em}
+p.caption,ul.notes{max-width:60em;font-size:13px}
+figure{display:inline-block;margin:1em}figure img{max-width:100%}"""
+
+
+def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str:
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>cirbench report</title>',
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>cirbench report</h1>",
+        f'<p class="caption">{e(caption)}</p>',
+    ]
+    for t in tables:
+        out.append(f"<table><caption>{e(t.title)}</caption><thead>")
+        if any(t.groups):
+            out.append(
+                "<tr><th></th>"
+                + "".join(
+                    f'<th colspan="{t.groups.count(g)}" style="text-align:center">{e(g)}</th>'
+                    for g in dict.fromkeys(t.groups)
+                )
+                + "</tr>"
+            )
+            heads = [t.stub, *t.labels]
+        else:
+            heads = _flat_headers(t)
+        out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in heads) + "</tr></thead><tbody>")
+        for i, (label, cells) in enumerate(t.rows):
+            cls = " ".join(c for c in (t.row_class.get(i, ""), "rule" if i in t.rule_before else "") if c)
+            attr = f' class="{cls}"' if cls else ""
+            out.append(
+                f"<tr{attr}><td>{e(label)}</td>"
+                + "".join(f"<td>{_cell_text(c, 'html')}</td>" for c in cells)
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+    if notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+    if plots_dir is not None:
+        pngs = sorted(Path(plots_dir).glob("*.png"))
+        if pngs:
+            out.append("<h2>Figures</h2>")
+        for p in pngs:
+            data = base64.b64encode(p.read_bytes()).decode("ascii")
+            out.append(
+                f'<figure><img alt="{e(p.stem)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{e(p.stem)}</figcaption></figure>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _long(agg: pd.DataFrame, pub: pd.DataFrame | None, cmp: pd.DataFrame | None) -> pd.DataFrame:
+    ours = agg.assign(source="", per_qf_model="")
+    frames = [ours]
+    if pub is not None and len(pub):
+        frames.append(pub.assign(n_images=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan))
+    out = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
+    if cmp is not None:
+        out = out.merge(cmp, on=list(GROUP), how="left")
+        out["n_pairs"] = out["n_pairs"].astype("Int64")  # NaN for unpaired rows would make it float
+    return out
+
+
+def _json(long: pd.DataFrame, prov: dict) -> str:
+    rows = [{k: (None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v)
+             for k, v in r.items()} for r in long.to_dict("records")]
+    return json.dumps(to_json({"provenance": prov, "results": rows}), indent=2, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+
+def render(
+    run_dirs: str | os.PathLike | Iterable[str | os.PathLike],
+    fmt: str,
+    *,
+    space: str = "y",
+    metrics: Sequence[str] = METRICS,
+    datasets: Sequence[str] | None = None,
+    qfs: Sequence[int] | None = None,
+    models: Sequence[str] | None = None,
+    published: bool = False,
+    ci: bool = False,
+    reference: str = BASELINE,
+    efficiency: bool = True,
+    published_path: str | os.PathLike | None = None,
+    plots_dir: str | os.PathLike | None = None,
+) -> str:
+    """The report of ``run_dirs`` in ``fmt`` (one of FORMATS).
+
+    ``metrics`` picks the numbers in the paper-layout cells; csv and json always carry all three.
+    ``plots_dir`` (html only): PNGs found there are embedded.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise ConfigError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    run_dirs = list(run_dirs)
+    records = load(run_dirs, space=space, datasets=datasets, qfs=qfs)
+    if records.empty:
+        raise ConfigError(
+            f"no records in space {space!r} match the filters in {', '.join(map(str, run_dirs))}"
+        )
+    cmp = (
+        comparisons(records, reference) if ci else None
+    )  # before the model filter: the reference may be hidden
+    shown = records[records["model"].isin(models)] if models else records
+    if shown.empty:
+        raise ConfigError(f"no records of models {list(models)}")
+    agg = aggregate(shown)
+    columns = columns_of(agg, datasets)
+    row_keys = row_keys_of(agg, models)
+    pub = published_rows(published_path, space, columns) if published else None
+    prov = provenance(run_dirs)
+
+    if fmt in ("csv", "json"):
+        long = _long(agg, pub, cmp)
+        if fmt == "csv":
+            buf = io.StringIO()
+            long.to_csv(buf, index=False, lineterminator="\n")
+            return buf.getvalue()
+        return _json(long, prov)
+
+    sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
+    tables = [quality_table(agg, columns, row_keys, list(metrics), pub, sources)]
+    if cmp is not None:
+        tables.append(ci_table(cmp, columns, row_keys, reference))
+    qf_errors = qf_table(agg, columns, row_keys)
+    if qf_errors:
+        tables.append(qf_errors)
+    eff = efficiency_table(shown, row_keys, prov["models"]) if efficiency else None
+    if eff:
+        tables.append(eff)
+    caption = caption_text(space, metrics, prov, bool(sources))
+    notes = notes_of(sources, prov, efficiency)
+    if fmt == "md":
+        return _md(tables, caption, notes)
+    if fmt == "latex":
+        return _latex(tables, caption, notes)
+    if fmt == "html":
+        return _html(tables, caption, notes, plots_dir)
+    return _terminal(tables, caption, notes)
