@@ -46,6 +46,7 @@ __all__ = ["FORMATS", "render"]
 
 FORMATS = ("table", "md", "csv", "json", "latex", "html")
 CSV_COLUMNS = (*GROUP, "n_images", *METRICS, "seconds_per_mp", "qf_err", "source", "per_qf_model")
+PROFILE_COLUMNS = ("params", "gflops_256", "peak_mem_mb")  # from each model's profile in run.json
 
 
 def _tex_escape(text: str) -> str:
@@ -228,12 +229,15 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
     return "\n".join(out) + "\n"
 
 
-def _long(agg: pd.DataFrame, pub: pd.DataFrame | None, cmp: pd.DataFrame | None) -> pd.DataFrame:
+def _long(agg: pd.DataFrame, pub: pd.DataFrame | None, cmp: pd.DataFrame | None, models_info: dict) -> pd.DataFrame:
     ours = agg.assign(source="", per_qf_model="")
+    for col in PROFILE_COLUMNS:
+        ours[col] = pd.array([(models_info.get(m, {}).get("profile") or {}).get(col) for m in ours["model"]],
+                             dtype="Int64" if col == "params" else "Float64")
     frames = [ours]
     if pub is not None and len(pub):
         frames.append(pub.assign(n_images=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan))
-    out = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
+    out = pd.concat(frames, ignore_index=True)[[*CSV_COLUMNS, *PROFILE_COLUMNS]]
     if cmp is not None:
         out = out.merge(cmp, on=list(GROUP), how="left")
         out["n_pairs"] = out["n_pairs"].astype("Int64")  # NaN for unpaired rows would make it float
@@ -296,7 +300,7 @@ def render(
     prov = provenance(run_dirs)
 
     if fmt in ("csv", "json"):
-        long = _long(agg, pub, cmp)
+        long = _long(agg, pub, cmp, prov["models"])
         if fmt == "csv":
             buf = io.StringIO()
             long.to_csv(buf, index=False, lineterminator="\n")

@@ -16,10 +16,10 @@ import pytest
 from cirbench.eval.records import read_records
 from cirbench.report import aggregate, render
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 RUN = DATA / "records_small"
 LIT = DATA / "literature_small.csv"
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 PUB = dict(published=True, published_path=LIT)
 
 # The group means the fixture was written from (per-image offsets sum to zero, all values dyadic, so

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import official_keys
 from torch import nn
 
 from cirbench.archs.promptcir import ActiveBlock_Prompt_Basis, PromptCIR, dpm_prompt_naive
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = Path(os.environ.get("CIRBENCH_SPEC", REPO.parent / "shared" / "spec"))
+REPO = Path(__file__).resolve().parents[2]
 REDUCED = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, window_size=8)
 
 PER_MODULE = {
@@ -49,20 +48,6 @@ PER_MODULE = {
 }
 
 
-def read_keys(name: str) -> list[tuple[str, tuple[int, ...]]]:
-    """Parse ``keys/<name>.txt`` (``name [d0,d1,...]`` per line), skipping if the spec is absent."""
-    path = SPEC / "keys" / name
-    if not path.is_file():
-        pytest.skip(f"official key list {path} not found (set CIRBENCH_SPEC to the spec directory)")
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split()
-            dims = shape.strip("[]")
-            out.append((key, tuple(int(v) for v in dims.split(",")) if dims else ()))
-    return out
-
-
 @pytest.fixture(scope="module")
 def full_model() -> PromptCIR:
     torch.manual_seed(0)
@@ -70,7 +55,7 @@ def full_model() -> PromptCIR:
 
 
 def test_state_dict_matches_official(full_model):
-    ref = read_keys("promptcir.txt")
+    ref = official_keys("promptcir.txt")
     sd = full_model.state_dict()
     assert len(ref) == 870
     assert set(sd) == {k for k, _ in ref}
@@ -110,7 +95,7 @@ def _restrict_to_first_block(name: str) -> bool:
 def test_reduced_config_names_and_forward():
     torch.manual_seed(0)
     model = PromptCIR(**REDUCED)
-    expected = {k for k, _ in read_keys("promptcir.txt") if _restrict_to_first_block(k)}
+    expected = {k for k, _ in official_keys("promptcir.txt") if _restrict_to_first_block(k)}
     assert set(model.state_dict()) == expected
     assert model.pad_multiple == 16
     assert model.relative_position_index_SA.shape == (64, 64)
@@ -152,7 +137,7 @@ def test_dpm_efficient_matches_naive():
 
 def test_whole_model_matches_official_formulation():
     """Reduced model vs the official data flow with literal RHAG and naive DPM references."""
-    from test_restormer_hat import ref_rhag
+    from reference_hat import ref_rhag
 
     torch.manual_seed(0)
     m = PromptCIR(**REDUCED, squeeze_factor=4)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import official_keys
 from PIL import Image
 
 import cirbench.archs as archs_mod
@@ -17,14 +18,15 @@ from cirbench import jpeg, metrics
 from cirbench.archs import ARCHS
 from cirbench.cli import main
 from cirbench.config import ConfigError
+from cirbench.errors import WeightsMissing
 from cirbench.eval.records import iter_records
+from cirbench.zoo.cards import list_cards, load_card
 from cirbench.zoo.checkpoints import save_state_dict
-from cirbench.zoo.factory import WeightsMissing, build_network, create_model, list_cards, load_card
+from cirbench.zoo.factory import build_network, create_model
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
-KEYS = REPO.parent / "shared" / "spec" / "keys"
+REPO = Path(__file__).resolve().parents[2]
 
 # Reduced configs: same code paths as the official models, a few hundred thousand parameters.
 TINY = {
@@ -135,17 +137,12 @@ def test_packaged_cards_load_and_validate():
             build_network(card)
 
 
-@pytest.mark.skipif(not KEYS.is_dir(), reason="spec key lists not available")
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_official_cards_match_official_state_dicts(name):
     """Each official card's kwargs build exactly the official checkpoint's names and shapes."""
     with torch.device("meta"):
         net = build_network(load_card(name))
-    want = []
-    for line in (KEYS / OFFICIAL[name]).read_text().splitlines():
-        key, shape = line.rsplit(" ", 1)
-        want.append((key, [int(s) for s in shape.strip("[]").split(",") if s]))
-    assert [(k, list(v.shape)) for k, v in net.state_dict().items()] == want
+    assert [(k, tuple(v.shape)) for k, v in net.state_dict().items()] == official_keys(OFFICIAL[name])
 
 
 def test_official_card_settings():

@@ -1,22 +1,17 @@
 """cirbench's PromptCIR vs the naive official-style reference of the benchmarks (issue 7, goal 1).
 
-The reference (``benchmarks/official_promptcir_naive.py``) computes the way the official code does: explicit
+The reference (``tests/reference_promptcir.py``) computes the way the official code does: explicit
 window attention with a whole-image shift mask, ``nn.Unfold`` for OCAB, the materialised DPM product. Both
 load the same state_dict; their outputs must agree to 1e-4.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from reference_promptcir import NaivePromptCIR
 
 from cirbench.archs import PromptCIR
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from official_promptcir_naive import NaivePromptCIR  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import official_keys
 
 from cirbench.archs.fbcnn import FBCNN
 
 torch.set_num_threads(1)
 
-SPEC_DIR = Path(
-    os.environ.get("CIRBENCH_SPEC", Path(__file__).resolve().parents[1] / ".." / "shared" / "spec")
-)
 SMALL = dict(nc=[8, 16, 32, 64], nb=1)
-
-
-def _read_keys(name: str) -> list[tuple[str, list[int]]]:
-    path = SPEC_DIR / "keys" / name
-    if not path.is_file():
-        pytest.skip(f"spec key list not found: {path}")
-    entries = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split(" ", 1)
-            entries.append((key, [int(s) for s in shape.strip("[] ").split(",") if s]))
-    return entries
 
 
 def _meta_model(**kwargs) -> FBCNN:
@@ -44,7 +27,7 @@ def _meta_model(**kwargs) -> FBCNN:
 def test_state_dict_matches_official(kwargs, key_file, n_params):
     model = _meta_model(**kwargs)
     ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    assert ours == _read_keys(key_file)  # names, shapes and order
+    assert ours == [(k, list(v)) for k, v in official_keys(key_file)]  # names, shapes and order
     assert sum(p.numel() for p in model.parameters()) == n_params
 
 

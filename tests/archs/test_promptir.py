@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import official_keys
 
 from cirbench.archs.promptir import PromptGenBlock, PromptIR
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = Path(os.environ.get("CIRBENCH_SPEC", REPO.parent / "shared" / "spec"))
+REPO = Path(__file__).resolve().parents[2]
 DEAD = (
     "chnl_reduce1",
     "chnl_reduce2",
@@ -26,22 +25,9 @@ DEAD = (
 )
 
 
-def read_keys(name: str) -> list[tuple[str, tuple[int, ...]]]:
-    path = SPEC / "keys" / name
-    if not path.is_file():
-        pytest.skip(f"official key list {path} not found (set CIRBENCH_SPEC to the spec directory)")
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split()
-            dims = shape.strip("[]")
-            out.append((key, tuple(int(v) for v in dims.split(",")) if dims else ()))
-    return out
-
-
 def test_state_dict_and_counts():
     model = PromptIR()
-    ref = read_keys("promptir.txt")
+    ref = official_keys("promptir.txt")
     sd = model.state_dict()
     assert len(ref) == 548
     assert set(sd) == {k for k, _ in ref}
@@ -57,7 +43,7 @@ def test_reduced_forward_and_names():
     torch.manual_seed(0)
     model = PromptIR(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1)
     pattern = re.compile(r"(?:encoder_level\d|latent|decoder_level\d|refinement)\.(\d+)\.")
-    keys = [k for k, _ in read_keys("promptir.txt")]
+    keys = [k for k, _ in official_keys("promptir.txt")]
     expected = {k for k in keys if (m := pattern.search(k)) is None or m.group(1) == "0"}
     assert set(model.state_dict()) == expected
     x = torch.rand(1, 3, 24, 40)

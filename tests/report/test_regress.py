@@ -16,7 +16,7 @@ from cirbench.cli import main
 from cirbench.report.regress import DEFAULT_TOLERANCE, SCHEMA, load_baseline
 from cirbench.zoo.checkpoints import read_state_dict, save_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JPEG_BASELINE = REPO / "results" / "baselines" / "jpeg.json"
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 from cirbench.eval.records import gt_image_path, iter_records, output_image_path
 from cirbench.report.plots import _window, make_plots
 
-RUN = Path(__file__).parent / "data" / "records_small"
-LIT = Path(__file__).parent / "data" / "literature_small.csv"
+RUN = Path(__file__).parents[1] / "data" / "records_small"
+LIT = Path(__file__).parents[1] / "data" / "literature_small.csv"
 
 
 def _save_outputs(run: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from cirbench.cli import main
 from cirbench.eval.records import iter_records
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
 LITERATURE = REPO / "results" / "published" / "literature.csv"
 QFS = (10, 20, 30, 40)

@@ -1,6 +1,6 @@
 """Training: config validation, schedule, exact resume, checkpoints, atomic writes, DDP vs one process.
 
-A tiny conv net (``test_training:TinyNet``, importable because pytest puts tests/ on sys.path) keeps
+A tiny conv net (``helpers:TinyNet``, importable because tests/ is on pytest's pythonpath) keeps
 every run to a few hundred milliseconds; one smoke test uses PromptCIR when it imports.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TinyNet
 from PIL import Image
-from torch import nn
 
 from cirbench.errors import RunError
 from cirbench.files import atomic_write
@@ -28,23 +28,8 @@ from cirbench.train.loop import CHECKPOINT_NAME, FINAL_EMA_NAME, _loss_fn, lr_at
 from cirbench.zoo.checkpoints import load_into
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-
-
-class TinyNet(nn.Module):
-    """Residual two-conv net; pad_multiple 8 exercises validation padding."""
-
-    pad_multiple = 8
-
-    def __init__(self, width: int = 8):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 3, 3, padding=1)
-        )
-
-    def forward(self, x):
-        return x + self.body(x)
+REPO = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +44,7 @@ def images(tmp_path_factory):
 
 def _table(images, **top) -> dict:
     table = {
-        "model": {"arch": "test_training:TinyNet", "kwargs": {"width": 8}},
+        "model": {"arch": "helpers:TinyNet", "kwargs": {"width": 8}},
         "data": {"folders": [str(images)], "patch_size": 16, "batch_size": 4},
         "stage1": {"qfs": [10, 40], "steps": 4},
         "stage2": {"qf_min": 20, "qf_max": 60, "steps": 2},
