@@ -1,4 +1,5 @@
-"""Writing and hashing files: the one atomic writer, the one sha256 helper and the one JSON codec.
+"""Writing, hashing and fetching files: the one atomic writer, sha256 helper, JSON codec, download (through
+pooch: into place only after the hash matches) and safe archive extraction.
 
 JSON has no infinity or NaN, yet a perfect image has an infinite PSNR: the codec writes non-finite floats
 as the strings ``"inf"``, ``"-inf"`` and ``"nan"`` and reads them back as floats.
@@ -10,12 +11,14 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads"]
+__all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
+           "download", "safe_extract"]
 
 
 def _umask_mode() -> int:
@@ -96,3 +99,91 @@ def dumps(obj: Any, **kwargs) -> str:
 def loads(text: str | bytes) -> Any:
     """``json.loads`` with :func:`from_json` applied to every value of every object."""
     return json.loads(text, object_hook=lambda d: {k: from_json(v) for k, v in d.items()})
+
+
+# --- downloads and archives -------------------------------------------------------------------------------
+
+
+def offline() -> bool:
+    """``$CIRBENCH_OFFLINE`` set to 1/true/yes: never download."""
+    return os.environ.get("CIRBENCH_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, size: int | None = None) -> Path:
+    """Download ``url`` to ``dest`` through pooch: the bytes go to a temporary file beside ``dest`` and are
+    moved into place only when their sha256 (and size, when given) match; otherwise nothing is left behind.
+    Returns ``dest``. A progress bar is shown on a terminal. Every failure is a one-line FetchError."""
+    import sys
+
+    import pooch
+    import requests
+
+    from .errors import FetchError
+
+    dest = Path(dest)
+    pooch.get_logger().setLevel("WARNING")  # our own lines say what is fetched
+    known = f"sha256:{sha256.lower()}" if sha256 else None
+    try:
+        pooch.retrieve(url, known_hash=known, fname=dest.name, path=dest.parent,
+                       progressbar=sys.stderr.isatty())
+    except ValueError as exc:  # pooch's hash mismatch; it has deleted the temporary file
+        got = next(iter(_HEX64.findall(str(exc).replace(sha256 or "", ""))), "unknown")
+        raise FetchError(f"{url}: sha256 mismatch, expected {sha256}, got {got}; nothing was kept "
+                         "(the file at the URL changed, or the download was corrupted)") from None
+    except (requests.RequestException, OSError) as exc:
+        raise FetchError(f"{url}: download failed ({type(exc).__name__}: {_first_line(exc)}); nothing was kept; "
+                         "check the network or the URL and retry") from None
+    if size is not None and dest.stat().st_size != size:
+        actual = dest.stat().st_size
+        dest.unlink()
+        raise FetchError(f"{url}: {actual} bytes, expected {size}; nothing was kept")
+    return dest
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+_HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Extract a .tar(.gz/.bz2/.xz) or .zip archive into ``dest`` after checking every member: absolute
+    paths, ``..``, links and devices are refused (FetchError naming the member) before anything is
+    written outside ``dest``. Returns ``dest``."""
+    import stat
+    import tarfile
+    import zipfile
+
+    from .errors import FetchError
+
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+
+    def check(name: str) -> None:
+        target = (root / name).resolve()
+        if Path(name).is_absolute() or ".." in Path(name).parts or not target.is_relative_to(root):
+            raise FetchError(f"{archive}: refused, member {name!r} would be written outside the target folder")
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for m in members:
+                check(m.filename)
+                if stat.S_ISLNK(m.external_attr >> 16):
+                    raise FetchError(f"{archive}: refused, member {m.filename!r} is a link")
+            for m in members:
+                zf.extract(m, root)
+        return dest
+    if not tarfile.is_tarfile(archive):
+        raise FetchError(f"{archive}: not a zip or tar archive")
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        for m in members:
+            check(m.name)
+            if not (m.isfile() or m.isdir()):
+                kind = "a link" if (m.issym() or m.islnk()) else "a device or special file"
+                raise FetchError(f"{archive}: refused, member {m.name!r} is {kind}")
+        tf.extractall(root, members=members, filter="data")  # the data filter checks again
+    return dest

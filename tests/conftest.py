@@ -30,3 +30,42 @@ def data_root():
     if not root or not Path(root).is_dir():
         pytest.skip("needs the standard datasets: set CIRBENCH_DATA")
     return Path(root)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving ``root`` (a folder the test fills); a path starting with
+    ``/truncated/`` sends the named file's full Content-Length but only half its bytes, then closes."""
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path.startswith("/truncated/"):
+                data = (root / self.path[len("/truncated/"):]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.root = root
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()

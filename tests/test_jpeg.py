@@ -1,8 +1,6 @@
 """JPEG degradation: Pillow's path must be pixel-identical to OpenCV's imencode/imdecode (FBCNN's)."""
 
 import hashlib
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,7 +8,6 @@ import pytest
 import skimage.data
 
 from cirbench import jpeg
-from cirbench.images import read_image
 
 QFS = (1, 5, 10, 37, 90, 100)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
     r.add_argument("--ensemble", choices=["none", "transpose"], help="self-ensemble")
     r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     r.add_argument("--channels-last", action="store_true")
+    r.add_argument("--offline", action="store_true",
+                   help="never download (as CIRBENCH_OFFLINE=1): missing weights are an error saying where to put them")
     r.add_argument("--save-images", action="store_true",
                    help="also write every output and ground truth as PNG under OUT/images (for crops and outputs:)")
     r.set_defaults(func=run)
@@ -38,6 +41,8 @@ def run(args) -> int:
     from ..zoo.inference import InferenceSettings
 
     common.set_threads(args.threads)
+    if args.offline:
+        os.environ["CIRBENCH_OFFLINE"] = "1"
     protocol = load_protocol(args.protocol)
     datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
     protocol = protocol.select(datasets, qfs)
@@ -48,6 +53,8 @@ def run(args) -> int:
                                        **({"tile": args.tile} if args.tile else {}),
                                        **({"overlap": args.overlap} if args.overlap is not None else {}),
                                        **({"ensemble": args.ensemble} if args.ensemble else {}))
+    if not datasets:
+        protocol = _samples_when_nothing_present(protocol, args.data_root)
     names = common.csv(args.models) or list(protocol.models)
     weighted = [n for n in names if n != "jpeg"]
     if args.weights and len(weighted) != 1:
@@ -67,3 +74,16 @@ def run(args) -> int:
               + " — see `cirbench datasets list` for how to get them", file=sys.stderr)
     print(render([out], "table"))
     return 0
+
+
+def _samples_when_nothing_present(protocol, root):
+    """A fresh machine has no standard dataset: say how to get each, and run on the bundled samples."""
+    from ..eval.datasets import REGISTRY, SAMPLES, data_root, present
+
+    if any(present(d, root) for d in protocol.datasets):
+        return protocol
+    commands = list(dict.fromkeys(REGISTRY[d].fetch_command for d in protocol.datasets if d in REGISTRY))
+    print(f"none of the protocol's datasets ({', '.join(protocol.datasets)}) is under {data_root(root)}; get them "
+          f"with: {'; '.join(commands)}. Running on the photographs bundled with scikit-image "
+          f"({', '.join(SAMPLES)}) instead.", file=sys.stderr)
+    return protocol.select(list(SAMPLES))

@@ -1,13 +1,20 @@
-"""Evaluation datasets: a registry of named sets, their manifests, and where their files are.
+"""Evaluation datasets: a registry of named sets, their manifests, where their files are and how to get them.
 
-The data root comes from ``--data-root``, else ``$CIRBENCH_DATA``, else the user cache directory
-(``$XDG_CACHE_HOME/cirbench/datasets``, default ``~/.cache/cirbench/datasets``). Its layout is the
-one of ``shared/datasets``: ``classic5/``, ``live1/``, ``bsds500/test/``, ``div2k/valid/``.
+The data root comes from ``--data-root``, else ``$CIRBENCH_DATA``, else the user cache
+(``$XDG_CACHE_HOME/cirbench/datasets``, default ``~/.cache/cirbench/datasets``). Its layout:
+``classic5/``, ``live1/``, ``bsds500/test/``, ``div2k/valid/``; ``cirbench datasets fetch NAME`` fills it
+(:mod:`cirbench.eval.fetch`). No third-party image ships with cirbench.
 
-Classic5 and LIVE1 are also embedded in the package (see ``cirbench/data/*/SOURCE.md``), so the
-blind protocol runs on a fresh machine with no network. Gray variants (``live1_gray``,
-``bsds500_gray``) are computed by cirbench as the rounded BT.601 luma of the colour originals,
-which is how the FBCNN/KAIR family of papers made their gray sets.
+Gray variants (``live1_gray``, ``bsds500_gray``, ``div2k_gray``) are computed by cirbench as the rounded
+BT.601 luma of the colour originals, which is how the FBCNN/KAIR family of papers made their gray sets.
+
+``samples`` and ``samples_gray`` are natural photographs that scikit-image ships inside its wheel, read from
+the installed package (never copied): the offline default when no standard set is present. Colour:
+astronaut (NASA, no known copyright restrictions), chelsea and coffee (CC0); gray: camera, brick, grass and
+gravel (CC0) and coins (Brooklyn Museum, no known copyright restrictions), as scikit-image's data module
+states. They were picked as photographs with a stated licence, stored losslessly (PNG), with texture and
+edges where JPEG artifacts show; moon and the Middlebury motorcycle pair state no licence, rocket, retina and
+hubble_deep_field are JPEGs already.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -28,63 +36,81 @@ from ..files import sha256_file
 from ..images import IMAGE_SUFFIXES, list_images, read_image
 from ..metrics import rgb_to_y
 
-__all__ = [
-    "DatasetSpec",
-    "Dataset",
-    "DatasetMissing",
-    "REGISTRY",
-    "data_root",
-    "get_dataset",
-    "verify",
-]
+__all__ = ["DatasetSpec", "Source", "Dataset", "DatasetMissing", "REGISTRY", "SAMPLES", "data_root",
+           "get_dataset", "verify", "read_manifest", "expected_files", "present"]
 
 _DATA = resources.files("cirbench") / "data"
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a dataset's files come from: one URL per file (``files``: the file name is appended to ``url``),
+    or an ``archive`` whose ``member_dir`` holds them."""
+
+    kind: Literal["files", "archive"]
+    url: str
+    member_dir: str = ""
+    where: str = ""  # the repository, commit and path the URL points into (provenance)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A named dataset: where it lives under the data root and how to check it."""
+    """A named dataset: where it lives under the data root, how to check it and how to get it."""
 
     name: str
     subdir: str
     color: bool
     description: str
-    how_to_get: str
     manifest: str | None = None  # package manifest (filename, width, height, mode, bytes, sha256)
     gray_of: str | None = None  # computed as the luma of this colour dataset
-    embedded: bool = False
     expected: tuple[str, ...] = ()  # file names, for sets with no checksummed manifest
+    source: Source | None = None
+    samples: tuple[str, ...] = ()  # scikit-image's bundled files (the samples sets)
+
+    @property
+    def fetch_command(self) -> str:
+        return f"cirbench datasets fetch {self.gray_of or self.name}"
 
 
 _DIV2K_FILES = tuple(f"{i:04d}.png" for i in range(801, 901))
+SAMPLES = ("samples", "samples_gray")
 
 REGISTRY: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
-        DatasetSpec("classic5", "classic5", False, "Classic5: 5 gray 512x512 images",
-                    "embedded in cirbench; original in the SwinIR/DnCNN/FBCNN repositories' testsets",
-                    manifest="classic5.tsv", embedded=True),
-        DatasetSpec("live1", "live1", True, "LIVE1: 29 colour reference images",
-                    "embedded in cirbench; original in FBCNN's testsets/LIVE1_color",
-                    manifest="live1.tsv", embedded=True),
+        DatasetSpec("classic5", "classic5", False, "Classic5: 5 gray 512x512 images", manifest="classic5.tsv",
+                    source=Source("files", "https://raw.githubusercontent.com/JingyunLiang/SwinIR/"
+                                  "6545850fbf8df298df73d81f3e8cba638787c8bd/testsets/classic5/",
+                                  where="github.com/JingyunLiang/SwinIR@6545850 testsets/classic5")),
+        DatasetSpec("live1", "live1", True, "LIVE1: 29 colour reference images", manifest="live1.tsv",
+                    source=Source("files", "https://raw.githubusercontent.com/jiaxi-jiang/FBCNN/"
+                                  "54d1831927506b3247e2d4d245abb4f4dab1a1cd/testsets/LIVE1_color/",
+                                  where="github.com/jiaxi-jiang/FBCNN@54d1831 testsets/LIVE1_color")),
         DatasetSpec("live1_gray", "live1", False, "LIVE1 gray: rounded BT.601 luma of live1",
-                    "computed from live1", manifest="live1.tsv", gray_of="live1", embedded=True),
+                    manifest="live1.tsv", gray_of="live1"),
         DatasetSpec("bsds500", "bsds500/test", True, "BSDS500 test split: 200 colour images",
-                    "download the BSR_bsds500 archive (Berkeley) and copy BSDS500/data/images/test/*.jpg "
-                    "to DATA_ROOT/bsds500/test/", manifest="bsds500.tsv"),
+                    manifest="bsds500.tsv",
+                    source=Source("archive", "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
+                                  "BSR/BSR_bsds500.tgz", member_dir="BSR/BSDS500/data/images/test",
+                                  where="the official BSR_bsds500 archive (Berkeley)")),
         DatasetSpec("bsds500_gray", "bsds500/test", False, "BSDS500 test gray: rounded BT.601 luma",
-                    "computed from bsds500 (see its instructions)", manifest="bsds500.tsv", gray_of="bsds500"),
+                    manifest="bsds500.tsv", gray_of="bsds500"),
         DatasetSpec("div2k", "div2k/valid", True, "DIV2K validation HR 0801-0900 (no checksums known)",
-                    "download DIV2K_valid_HR.zip from the DIV2K site and unpack its PNGs to "
-                    "DATA_ROOT/div2k/valid/", expected=_DIV2K_FILES),
+                    expected=_DIV2K_FILES,
+                    source=Source("archive", "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+                                  member_dir="DIV2K_valid_HR", where="the DIV2K site (ETH Zurich)")),
         DatasetSpec("div2k_gray", "div2k/valid", False, "DIV2K validation gray: rounded BT.601 luma",
-                    "computed from div2k (see its instructions)", gray_of="div2k", expected=_DIV2K_FILES),
+                    gray_of="div2k", expected=_DIV2K_FILES),
+        DatasetSpec("samples", "", True, "3 colour photographs bundled with scikit-image (offline default)",
+                    samples=("astronaut.png", "chelsea.png", "coffee.png")),
+        DatasetSpec("samples_gray", "", False, "5 gray photographs bundled with scikit-image (offline default)",
+                    samples=("camera.png", "coins.png", "brick.png", "grass.png", "gravel.png")),
     ]
 }
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: the argument, else ``$CIRBENCH_DATA``, else the user cache directory."""
+    """The data root: the argument, else ``$CIRBENCH_DATA``, else the user cache folder."""
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("CIRBENCH_DATA")
@@ -101,6 +127,19 @@ def read_manifest(name: str) -> dict[str, dict]:
     return {r["filename"]: r for r in rows}
 
 
+def expected_files(spec: DatasetSpec) -> dict[str, dict]:
+    """{file name: manifest row} ({} rows when only the names are known)."""
+    if spec.manifest:
+        return read_manifest(spec.manifest)
+    return {n: {} for n in (spec.expected or spec.samples)}
+
+
+def _skimage_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
 @dataclass
 class Dataset:
     """A resolved dataset: its files and how to read them."""
@@ -109,7 +148,7 @@ class Dataset:
     root: Path
     files: list[Path]
     gray: bool  # convert colour files to luma
-    source: str  # "embedded", "data-root" or "folder"
+    source: str  # "data-root", "scikit-image" or "folder"
     manifest_sha256: str | None = None
     spec: DatasetSpec | None = field(default=None, repr=False)
 
@@ -131,17 +170,14 @@ class Dataset:
 def _manifest_hash(spec: DatasetSpec) -> str | None:
     if spec.manifest:
         return hashlib.sha256((_DATA / "manifests" / spec.manifest).read_bytes()).hexdigest()
-    if spec.expected:
-        return hashlib.sha256("\n".join(spec.expected).encode()).hexdigest()
+    if spec.expected or spec.samples:
+        return hashlib.sha256("\n".join(spec.expected or spec.samples).encode()).hexdigest()
     return None
 
 
 def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
-    """Resolve a dataset name (or ``folder:PATH``) to its files.
-
-    Files under the data root win; embedded sets are the fallback. Raises ``DatasetMissing``
-    with instructions when neither has it, and ``ConfigError`` for unknown names.
-    """
+    """Resolve a dataset name (or ``folder:PATH``) to its files. Raises ``DatasetMissing`` naming the fetch
+    command when its files are absent, and ``ConfigError`` for unknown names."""
     if name.startswith("folder:"):
         folder = Path(name[len("folder:"):]).expanduser()
         if not folder.is_dir():
@@ -155,24 +191,26 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
         raise ConfigError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}, "
                           "or folder:PATH")
     spec = REGISTRY[name]
-    base = spec.gray_of or name
-    base_spec = REGISTRY[base]
-    names = list(read_manifest(spec.manifest)) if spec.manifest else list(spec.expected)
-    folder = data_root(root) / base_spec.subdir
-    source = "data-root"
-    if not all((folder / n).is_file() for n in names):
-        embedded = _DATA / base
-        if spec.embedded and embedded.is_dir():
-            folder, source = Path(str(embedded)), "embedded"
-        else:
-            have = sum((folder / n).is_file() for n in names)
-            raise DatasetMissing(
-                f"dataset {name!r}: {have} of {len(names)} files found in {folder}; {spec.how_to_get}"
-                .replace("DATA_ROOT", str(data_root(root)))
-            )
-    files = [folder / n for n in names]
-    return Dataset(name, folder, files, gray=not spec.color, source=source,
+    if spec.samples:
+        folder = _skimage_dir()
+        return Dataset(name, folder, [folder / n for n in spec.samples], gray=not spec.color,
+                       source="scikit-image", manifest_sha256=_manifest_hash(spec), spec=spec)
+    names = list(expected_files(spec))
+    folder = data_root(root) / REGISTRY[spec.gray_of or name].subdir
+    have = sum((folder / n).is_file() for n in names)
+    if have < len(names):
+        raise DatasetMissing(f"dataset {name!r}: {have} of {len(names)} files found in {folder}; get it with "
+                             f"`{spec.fetch_command}`" + (f" --data-root {root}" if root else ""))
+    return Dataset(name, folder, [folder / n for n in names], gray=not spec.color, source="data-root",
                    manifest_sha256=_manifest_hash(spec), spec=spec)
+
+
+def present(name: str, root: str | os.PathLike | None = None) -> bool:
+    try:
+        get_dataset(name, root)
+        return True
+    except DatasetMissing:
+        return False
 
 
 @dataclass
@@ -190,19 +228,10 @@ class VerifyReport:
         return not (self.missing or self.mismatched)
 
 
-def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
-    """Check a dataset's files under the data root against its manifest (sha256 and size)."""
-    spec = REGISTRY[name]
-    base = REGISTRY[spec.gray_of or name]
-    folder = data_root(root) / base.subdir
-    rep = VerifyReport(name, folder)
-    if spec.manifest:
-        manifest = read_manifest(spec.manifest)
-    else:
-        manifest = {n: {} for n in spec.expected}
-        rep.note = "no checksums known: names only"
-    present = {p.name for p in list_images(folder)} if folder.is_dir() else set()
-    rep.extra = sorted(present - set(manifest))
+def verify_files(folder: Path, manifest: dict[str, dict], rep: VerifyReport) -> VerifyReport:
+    """Check the files of ``folder`` against manifest rows (size and sha256 where the row has them)."""
+    present_names = {p.name for p in list_images(folder)} if folder.is_dir() else set()
+    rep.extra = sorted(present_names - set(manifest))
     for fname, row in manifest.items():
         p = folder / fname
         if not p.is_file():
@@ -214,3 +243,14 @@ def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
         elif row.get("sha256") and sha256_file(p) != row["sha256"]:
             rep.mismatched.append(f"{fname}: sha256 differs from the manifest")
     return rep
+
+
+def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
+    """Check a dataset's files under the data root against its manifest (sha256 and size)."""
+    spec = REGISTRY[name]
+    if spec.samples:
+        return verify_files(_skimage_dir(), expected_files(spec), VerifyReport(name, _skimage_dir(),
+                                                                                note="scikit-image's files"))
+    folder = data_root(root) / REGISTRY[spec.gray_of or name].subdir
+    rep = VerifyReport(name, folder, note="" if spec.manifest else "no checksums known: names only")
+    return verify_files(folder, expected_files(spec), rep)

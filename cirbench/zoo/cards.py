@@ -1,7 +1,10 @@
 """Model cards: ``models/*.toml`` files naming an architecture, its keyword arguments and its weights, like
-timm's pretrained configs. The schema is the :class:`ModelCard` dataclass, validated on load.
+timm's pretrained configs (URL + sha256). The schema is the :class:`ModelCard` dataclass, validated on load.
 
-Cards are found in the ``$CIRBENCH_MODELS`` folders first, then among the packaged ``models/``.
+Cards are found in the ``$CIRBENCH_MODELS`` folders first, then among the packaged ``models/``. A weight
+file is looked for, in order: an absolute path; ``$CIRBENCH_WEIGHTS/<file>``; beside the card; the cache,
+``$CIRBENCH_CACHE/weights/<file>`` (where ``cirbench models fetch`` puts downloads; cards naming the same
+file share it).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from ..config import closest, find_tomls, from_table, load_toml
 from ..errors import ConfigError
+from ..files import cache_dir
 
-__all__ = ["Weights", "ModelCard", "list_cards", "load_card", "PAD_MODES"]
+__all__ = ["Weights", "WeightFile", "ModelCard", "list_cards", "load_card", "PAD_MODES"]
 
 PAD_MODES = ("reflect", "replicate", "symmetric", "official32", "none")
 
@@ -23,11 +28,22 @@ PAD_MODES = ("reflect", "replicate", "symmetric", "official32", "none")
 class Weights:
     """The ``[weights]`` table: one file, several (checkpoint averaging) or one per QF."""
 
-    path: str | list[str] = ""  # relative to the card, $CIRBENCH_WEIGHTS or the cache; absolute allowed
-    url: str | list[str] = ""
+    path: str | list[str] = ""  # file name(s); default: the URL's last path segment
+    url: str | list[str] = ""  # one per file, or one folder URL (Google Drive) for all
     sha256: str | list[str] = ""
+    bytes: int | list[int] = 0  # sizes, checked after a download when known
     per_qf: dict = field(default_factory=dict)  # {"10": "file_q10.pth", ...}: the non-blind protocol picks
     note: str = ""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file of a card: its name, where to download it and what it must hash to."""
+
+    name: str
+    url: str = ""
+    sha256: str = ""
+    size: int = 0
 
 
 @dataclass(kw_only=True)
@@ -49,7 +65,21 @@ class ModelCard:
 
     @property
     def weight_names(self) -> tuple[str, ...]:
-        return _as_tuple(self.weights.path)
+        names = _as_tuple(self.weights.path)
+        if names:
+            return names
+        # No path: each URL's last segment, except a Drive folder link, which names no file.
+        return tuple(Path(urlsplit(u).path).name for u in self.urls if "drive.google.com" not in u)
+
+    @property
+    def files(self) -> tuple[WeightFile, ...]:
+        """Each weight file with its URL (a folder URL is shared), sha256 and size where the card gives them."""
+        urls, shas, sizes = self.urls, self.sha256s, _as_tuple(self.weights.bytes)
+        out = []
+        for i, name in enumerate(self.weight_names):
+            url = urls[i] if len(urls) > i else (urls[0] if len(urls) == 1 else "")
+            out.append(WeightFile(name, url, shas[i] if len(shas) > i else "", sizes[i] if len(sizes) > i else 0))
+        return tuple(out)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -63,12 +93,16 @@ class ModelCard:
     def per_qf(self) -> dict[int, str]:
         return {int(k): v for k, v in self.weights.per_qf.items()}
 
+    def cache_path(self, weight: str) -> Path:
+        """Where a download of ``weight`` goes."""
+        return cache_dir() / "weights" / weight
+
     def resolve(self, weight: str) -> Path:
-        """A weight file: absolute, else under ``$CIRBENCH_WEIGHTS`` when it is there, else beside the card."""
+        """A weight file where it is (see the module doc for the order), else its cache path."""
         p = Path(weight).expanduser()
         if p.is_absolute():
             return p
-        cands = [self.path.parent / p]
+        cands = [self.path.parent / p, self.cache_path(weight)]
         if os.environ.get("CIRBENCH_WEIGHTS"):
             cands.insert(0, Path(os.environ["CIRBENCH_WEIGHTS"]) / p)
         return next((c for c in cands if c.exists()), cands[-1])

@@ -1,6 +1,7 @@
 """``create_model``: a restorer from a name (like timm's ``create_model``).
 
-A name is ``jpeg`` (the compressed image itself), a model card (name or ``.toml`` path), or an architecture
+A name is ``jpeg`` (the compressed image itself), ``outputs:TEMPLATE`` (images another program restored,
+see :mod:`cirbench.zoo.outputs`), a model card (name or ``.toml`` path), or an architecture
 the registry resolves (an entry point, or ``module:attr``: an ``nn.Module`` instance, class or factory, or a
 plain callable on NCHW float batches in [0, 1], or a ready-made restorer). A user network may declare
 ``in_channels`` (3 or 1), ``pad_multiple``, ``pad_mode`` and ``takes_qf`` (then it is called as
@@ -21,7 +22,9 @@ from ..errors import ConfigError, WeightsMissing
 from ..files import sha256_file
 from .cards import ModelCard, list_cards, load_card
 from .checkpoints import load_into
+from .fetch import fetch_card, missing_files
 from .inference import InferenceSettings, TorchRestorer
+from .outputs import OUTPUTS_PREFIX, OutputsRestorer
 from .restorer import JpegBaseline, ModelInfo, Restored, Restorer
 
 __all__ = ["create_model", "build_network", "PerQFRestorer", "missing_message"]
@@ -36,19 +39,24 @@ def missing_message(card: ModelCard, paths: list[Path]) -> str:
     where = "; ".join(card.urls) if card.urls else "no public URL known"
     note = f" — {card.weights.note}" if card.weights.note else ""
     return (f"model {card.name!r}: weights not found ({', '.join(str(p) for p in paths) or 'none named'}). "
-            f"Get them from: {where}{note}. Then put them next to the card, set CIRBENCH_WEIGHTS to their "
-            "folder, or pass --weights PATH.")
+            f"Get them with `cirbench models fetch {card.name}` or from: {where}{note}. Or put them next to the "
+            "card, set CIRBENCH_WEIGHTS to their folder, or pass --weights PATH.")
 
 
 def create_model(name: str, *, weights: str | os.PathLike | list | None = None,
-                 settings: InferenceSettings | None = None, device: str = "cpu") -> Restorer:
-    """Build a restorer by name (see the module doc). ``weights`` overrides the card's weight file(s)."""
+                 settings: InferenceSettings | None = None, device: str = "cpu", fetch: bool = True) -> Restorer:
+    """Build a restorer by name (see the module doc). ``weights`` overrides the card's weight file(s); a card's
+    missing weights are downloaded into the cache first unless ``fetch`` is off or ``$CIRBENCH_OFFLINE`` is set."""
     settings = settings or InferenceSettings()
     if name == "jpeg":
         return JpegBaseline()
+    if name.startswith(OUTPUTS_PREFIX):
+        return OutputsRestorer(name[len(OUTPUTS_PREFIX):])
     cards = list_cards()
     if name.endswith(".toml") or name in cards:
         card = load_card(name)
+        if weights is None and not card.per_qf and fetch and missing_files(card):
+            fetch_card(card)
         if card.per_qf and weights is None:
             return PerQFRestorer(card, {q: card.resolve(w) for q, w in card.per_qf.items()}, settings, device)
         if weights is not None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["ModelInfo", "Restored", "Restorer", "JpegBaseline"]
+__all__ = ["ModelInfo", "Restored", "Restorer", "JpegBaseline", "Target"]
 
 
 @dataclass
@@ -38,6 +38,18 @@ class Restored:
     seconds: float = 0.0  # model time
     extras: dict = field(default_factory=dict)  # e.g. {"qf_pred": 31.2}
     nonfinite: bool = False  # the raw output held NaN/Inf
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an image is: passed to restorers that set ``wants_target`` (released outputs are looked up by it,
+    not computed)."""
+
+    dataset: str
+    image: str  # file name in the dataset
+    degradation: str  # "jpeg" or "double-q{QF1}-s{dy}x{dx}"
+    qf: int
+    qf1: int | None = None
 
 
 class Restorer(Protocol):

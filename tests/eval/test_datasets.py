@@ -1,6 +1,7 @@
-"""Dataset registry, data-root precedence, embedded fallback, folder:PATH, gray variants and verify()."""
+"""Dataset registry, data-root precedence, samples, folder:PATH, gray variants and verify().
 
-import os
+Tests that read a standard set take it from the ``data_root`` fixture ($CIRBENCH_DATA) and skip without it."""
+
 import shutil
 from pathlib import Path
 
@@ -13,19 +14,14 @@ from cirbench.eval import datasets
 from cirbench.eval.datasets import REGISTRY, DatasetMissing, data_root, get_dataset, verify
 from cirbench.images import read_image
 
-SHARED = Path(os.environ.get("CIRBENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-
-
-def _shared(sub: str) -> Path:
-    if not (SHARED / sub).is_dir():
-        pytest.skip(f"{SHARED / sub} not available")
-    return SHARED
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_registry_names():
-    assert set(REGISTRY) == {"live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray"}
+    assert set(REGISTRY) == {"live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray",
+                             "samples", "samples_gray"}
     assert {n for n, s in REGISTRY.items() if not s.color} == {"live1_gray", "classic5", "bsds500_gray",
-                                                               "div2k_gray"}
+                                                               "div2k_gray", "samples_gray"}
     for name in ("live1_gray", "bsds500_gray", "div2k_gray"):
         assert REGISTRY[name].gray_of == name.removesuffix("_gray")
     assert len(datasets.read_manifest("classic5.tsv")) == 5
@@ -34,15 +30,34 @@ def test_registry_names():
     assert REGISTRY["div2k"].expected == tuple(f"{i:04d}.png" for i in range(801, 901))
 
 
-def test_manifests_match_shared():
-    """The packaged manifests are the ones of shared/datasets (sha256 per file)."""
+def test_manifests_match_shared(data_root):
+    """The packaged manifests are the ones of the data root's sets (sha256 per file)."""
     for name, sub in (("classic5.tsv", "classic5"), ("live1.tsv", "live1"), ("bsds500.tsv", "bsds500/test")):
-        shared = SHARED / sub / "MANIFEST.tsv"
+        shared = data_root / sub / "MANIFEST.tsv"
         if not shared.is_file():
             continue
         ours = {k: v["sha256"] for k, v in datasets.read_manifest(name).items()}
         theirs = dict(line.split("\t")[0:6:5] for line in shared.read_text().splitlines()[1:] if line)
         assert ours == theirs
+
+
+def test_no_third_party_images_ship_with_cirbench():
+    """Only manifests and sources (facts) are packaged; the offline default reads scikit-image's files."""
+    shipped = [p for p in (REPO / "cirbench").rglob("*") if p.suffix.lower() in
+               (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp")]
+    assert shipped == []
+
+
+def test_samples_read_scikit_image_files(tmp_path):
+    import skimage.data
+
+    colour, gray = get_dataset("samples", tmp_path), get_dataset("samples_gray", tmp_path)
+    assert colour.source == gray.source == "scikit-image"
+    assert [p.name for p in colour.files] == ["astronaut.png", "chelsea.png", "coffee.png"]
+    assert np.array_equal(colour.load(colour.files[0]), skimage.data.astronaut())
+    assert all(gray.load(p).ndim == 2 for p in gray.files) and len(gray) == 5
+    assert np.array_equal(gray.load(gray.files[0]), skimage.data.camera())
+    assert verify("samples").ok
 
 
 def test_data_root_precedence(tmp_path, monkeypatch):
@@ -59,39 +74,22 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     assert data_root() == tmp_path / "home" / ".cache" / "cirbench" / "datasets"
 
 
-def test_data_root_from_env_is_used(tmp_path, monkeypatch):
-    _shared("classic5")
-    monkeypatch.setenv("CIRBENCH_DATA", str(SHARED))
+def test_data_root_from_env_is_used(tmp_path, monkeypatch, data_root):
+    monkeypatch.setenv("CIRBENCH_DATA", str(data_root))
     ds = get_dataset("classic5")
-    assert ds.source == "data-root"
-    assert ds.root == SHARED / "classic5"
-    # the explicit argument beats the environment: an empty root falls back to the embedded copy
-    assert get_dataset("classic5", tmp_path).source == "embedded"
+    assert ds.source == "data-root" and ds.root == data_root / "classic5"
+    # the explicit argument beats the environment
+    with pytest.raises(DatasetMissing):
+        get_dataset("classic5", tmp_path)
 
 
-def test_embedded_fallback(tmp_path):
-    for name, n in (("classic5", 5), ("live1", 29), ("live1_gray", 29)):
-        ds = get_dataset(name, tmp_path)
-        assert ds.source == "embedded", name
-        assert len(ds) == n
-        assert all(p.is_file() for p in ds.files)
-        assert ds.manifest_sha256
-    img = get_dataset("live1_gray", tmp_path)
-    assert img.load(img.files[0]).ndim == 2
-    for name in ("bsds500", "bsds500_gray", "div2k", "div2k_gray"):
+def test_absent_sets_name_the_fetch_command(tmp_path):
+    for name, cmd in (("classic5", "classic5"), ("live1_gray", "live1"), ("bsds500", "bsds500"),
+                      ("div2k_gray", "div2k")):
         with pytest.raises(DatasetMissing) as err:
             get_dataset(name, tmp_path)
         msg = str(err.value)
-        assert name in msg and str(tmp_path) in msg and "DATA_ROOT" not in msg
-    with pytest.raises(DatasetMissing, match="BSR_bsds500"):
-        get_dataset("bsds500", tmp_path)
-
-
-def test_embedded_files_equal_shared(tmp_path):
-    _shared("classic5")
-    emb, shared = get_dataset("classic5", tmp_path), get_dataset("classic5", SHARED)
-    for a, b in zip(emb.files, shared.files, strict=True):
-        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+        assert name in msg and str(tmp_path) in msg and f"cirbench datasets fetch {cmd}" in msg
 
 
 def test_unknown_dataset_suggests():
@@ -121,25 +119,25 @@ def _plain_y(rgb):
     return np.round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255).astype(np.uint8)
 
 
-def test_gray_variants_are_rounded_luma(tmp_path):
-    colour, gray = get_dataset("live1", tmp_path), get_dataset("live1_gray", tmp_path)
+def test_gray_variants_are_rounded_luma(data_root):
+    colour, gray = get_dataset("live1", data_root), get_dataset("live1_gray", data_root)
     assert [p.name for p in colour.files] == [p.name for p in gray.files]
     for p in colour.files[:3]:
         rgb = colour.load(p)
         y = gray.load(p)
         assert rgb.ndim == 3 and y.ndim == 2 and y.dtype == np.uint8
         assert np.array_equal(y, _plain_y(rgb))
-    if (SHARED / "bsds500" / "test").is_dir():
-        c, g = get_dataset("bsds500", SHARED), get_dataset("bsds500_gray", SHARED)
+    if (data_root / "bsds500" / "test").is_dir():
+        c, g = get_dataset("bsds500", data_root), get_dataset("bsds500_gray", data_root)
         assert len(c) == len(g) == 200
         assert np.array_equal(g.load(g.files[0]), _plain_y(c.load(c.files[0])))
     # Classic5 is gray as stored
-    c5 = get_dataset("classic5", tmp_path)
+    c5 = get_dataset("classic5", data_root)
     assert c5.load(c5.files[0]).ndim == 2
 
 
-def test_verify_reports_missing_extra_mismatched(tmp_path):
-    src = get_dataset("classic5", tmp_path / "empty")
+def test_verify_reports_missing_extra_mismatched(tmp_path, data_root):
+    src = get_dataset("classic5", data_root)
     folder = tmp_path / "root" / "classic5"
     folder.mkdir(parents=True)
     for p in src.files:
@@ -161,17 +159,17 @@ def test_verify_reports_missing_extra_mismatched(tmp_path):
     (folder / "boats.bmp").write_bytes((folder / "boats.bmp").read_bytes()[:-10])
     rep = verify("classic5", tmp_path / "root")
     assert any(m.startswith("boats.bmp") and "bytes" in m for m in rep.mismatched)
-    # the incomplete folder is not used: the embedded copy is
-    assert get_dataset("classic5", tmp_path / "root").source == "embedded"
+    # the incomplete folder is not used
+    with pytest.raises(DatasetMissing, match="4 of 5"):
+        get_dataset("classic5", tmp_path / "root")
 
 
-def test_verify_shared_ok():
-    _shared("bsds500")
+def test_verify_shared_ok(data_root):
     for name in ("classic5", "live1", "bsds500"):
-        rep = verify(name, SHARED)
+        rep = verify(name, data_root)
         assert rep.ok and not rep.extra, (name, rep)
-    rep = verify("live1_gray", SHARED)  # checks the colour originals it is computed from
-    assert rep.ok and rep.folder == SHARED / "live1"
+    rep = verify("live1_gray", data_root)  # checks the colour originals it is computed from
+    assert rep.ok and rep.folder == data_root / "live1"
 
 
 def test_div2k_synthetic_stand_in(tmp_path):
@@ -196,10 +194,10 @@ def test_div2k_synthetic_stand_in(tmp_path):
         get_dataset("div2k", tmp_path)
 
 
-def test_cli_datasets_verify(tmp_path, capsys):
+def test_cli_datasets_verify(tmp_path, capsys, data_root):
     from cirbench.cli import main
 
-    src = get_dataset("classic5", tmp_path / "empty")
+    src = get_dataset("classic5", data_root)
     folder = tmp_path / "root" / "classic5"
     folder.mkdir(parents=True)
     for p in src.files:

@@ -1,0 +1,97 @@
+"""Fetching a card's weights into the cache (``cirbench models fetch``, and on first use).
+
+Plain URLs go through :func:`cirbench.files.download` (pooch: temporary name, moved into place only after the
+sha256 and size match). Google Drive folder links, such as PromptCIR's, need the optional ``gdown``
+(``pip install 'cirbench[gdrive]'``); the folder is downloaded into a temporary folder and only the card's
+files, checked, are moved into the cache. A card without a known digest downloads anyway, prints the digest
+it got, and every run records it in ``run.json`` (``weights_sha256``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import FetchError, WeightsMissing
+from ..files import download, offline, sha256_file
+from .cards import ModelCard, WeightFile
+
+__all__ = ["fetch_card", "missing_files"]
+
+
+def missing_files(card: ModelCard) -> list[WeightFile]:
+    """The card's weight files that are nowhere on disk."""
+    return [f for f in card.files if not card.resolve(f.name).exists()]
+
+
+def _is_drive(url: str) -> bool:
+    return "drive.google.com" in url
+
+
+def _verify(path: Path, f: WeightFile) -> str:
+    """sha256 of a fetched file; a mismatch deletes it."""
+    digest = sha256_file(path)
+    if f.sha256 and digest != f.sha256.lower():
+        path.unlink()
+        raise FetchError(f"{f.url}: {f.name}: sha256 mismatch, expected {f.sha256}, got {digest}; nothing was kept")
+    return digest
+
+
+def _from_drive(card: ModelCard, files: list[WeightFile], log: Callable[[str], None]) -> None:
+    try:
+        import gdown
+    except ImportError:
+        raise WeightsMissing(
+            f"model {card.name!r}: its weights are in a Google Drive folder ({files[0].url}); install the optional "
+            f"downloader with `pip install 'cirbench[gdrive]'`, or download {', '.join(f.name for f in files)} "
+            f"by hand into {card.cache_path('')}") from None
+    target = card.cache_path(files[0].name).parent
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=".drive-") as tmp:
+        try:
+            gdown.download_folder(files[0].url, output=tmp, quiet=not sys.stderr.isatty())
+        except Exception as exc:  # gdown raises its own types and requests' errors
+            raise FetchError(f"{files[0].url}: Google Drive download failed ({type(exc).__name__}: {exc}); "
+                             "nothing was kept") from None
+        got = {p.name: p for p in Path(tmp).rglob("*") if p.is_file()}
+        staged = []
+        for f in files:
+            src = got.get(Path(f.name).name)
+            if src is None:
+                raise FetchError(f"{files[0].url}: the folder has no {Path(f.name).name}; nothing was kept")
+            staged.append((src, _verify(src, f), f))
+        for src, digest, f in staged:
+            dest = card.cache_path(f.name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            _report(card, f, digest, dest, log)
+
+
+def _report(card: ModelCard, f: WeightFile, digest: str, dest: Path, log: Callable[[str], None]) -> None:
+    known = "matches the card" if f.sha256 else "no digest on the card: recorded in run.json"
+    log(f"{card.name}: {dest} sha256 {digest} ({known})")
+
+
+def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[Path]:
+    """Download every missing weight file of ``card`` into the cache; returns the card's weight paths."""
+    todo = missing_files(card)
+    if todo and offline():
+        where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name)}" for f in todo)
+        raise WeightsMissing(f"model {card.name!r}: weights not found and downloads are off (--offline / "
+                             f"CIRBENCH_OFFLINE=1); put them in place by hand: {where}")
+    no_url = [f.name for f in todo if not f.url]
+    if no_url:
+        raise WeightsMissing(f"model {card.name!r}: {', '.join(no_url)} not found and the card names no URL; "
+                             f"put the file beside {card.path} or in {card.cache_path('')}")
+    drive = [f for f in todo if _is_drive(f.url)]
+    if drive:
+        _from_drive(card, drive, log)
+    for f in todo:
+        if _is_drive(f.url):
+            continue
+        dest = download(f.url, card.cache_path(f.name), f.sha256 or None, size=f.size or None)
+        _report(card, f, sha256_file(dest), dest, log)
+    return card.weight_paths()
