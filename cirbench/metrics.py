@@ -1,23 +1,30 @@
-"""PSNR, SSIM and PSNR-B as the JPEG-restoration literature computes them (KAIR / FBCNN).
+"""PSNR, SSIM and PSNR-B as the JPEG-restoration literature computes them, in every convention in use.
 
 Functional and batched: every metric takes float64 tensors of shape (B, C, H, W) on the 0..255
 scale, made from uint8-rounded images, and returns one value per image, shape (B,).
 
-Conventions (spec §3.2), reproduced exactly because published tables depend on them:
+Spaces (spec §3.2; see docs/conventions.md for who uses which), reproduced exactly because
+published tables depend on them:
 
-* ``y``   — BT.601 studio-range luma, Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, rounded to
-  integers as KAIR/FBCNN do for uint8 input (BasicSR keeps it unrounded: up to 0.08 dB apart).
-* ``rgb`` — PSNR and SSIM over the three RGB channels (SSIM averaged per channel); PSNR-B uses the
-  RGB MSE but the blocking-effect factor (BEF) of the restored image's Y, as FBCNN's colour script.
-* ``gray`` — single-channel data, the same formulas on that channel.
+* ``y``       — BT.601 studio-range luma, Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, rounded
+  half to even, as KAIR/FBCNN/SwinIR's ``rgb2ycbcr(only_y=True)`` on uint8 input. The default.
+* ``y-float`` — the same luma kept in float64, as BasicSR's ``test_y_channel`` (HAT, GRL, ...).
+* ``y-full``  — full-range BT.601 luma 0.299 R + 0.587 G + 0.114 B, rounded as OpenCV's 8-bit
+  ``cvtColor(RGB2GRAY)``: (9798 R + 19235 G + 3735 B + 2^14) >> 15. Pillow's ``convert("L")``
+  rounds (19595 R + 38470 G + 7471 B + 2^15) >> 16 and differs by 1 on 21745 of the 2^24 colours.
+* ``rgb``     — PSNR and SSIM over the three RGB channels (SSIM averaged per channel); PSNR-B uses the
+  RGB MSE but the blocking-effect factor (BEF) of the restored image's ``y``, as FBCNN's colour script.
+* ``gray``    — single-channel data, the same formulas on that channel.
 
-SSIM is Wang et al.'s MATLAB form: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
-L = 255, averaged over the valid region (5-pixel trim). No border is cropped for any metric.
+PSNR-B is 10 log10(255^2 / (MSE + BEF)) with the MSE of the space and the BEF of the restored image
+in that space. SSIM is Wang et al.'s MATLAB form: 11x11 Gaussian window (sigma 1.5), K1 = 0.01,
+K2 = 0.03, L = 255, averaged over the valid region (5-pixel trim). No border is cropped.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -25,8 +32,13 @@ import torch.nn.functional as F
 
 __all__ = [
     "SPACES",
+    "COLOUR_SPACES",
+    "CONVENTIONS",
     "Y_CONVENTION",
+    "spaces_of",
     "rgb_to_y",
+    "rgb_to_y_full",
+    "luma",
     "psnr",
     "ssim",
     "bef",
@@ -36,9 +48,18 @@ __all__ = [
     "image_metrics",
 ]
 
-SPACES = ("y", "rgb", "gray")
+SPACES = ("y", "y-float", "y-full", "rgb", "gray")
+COLOUR_SPACES = ("y", "y-float", "y-full", "rgb")  # what a colour image is scored in; a gray one: ("gray",)
 Y_CONVENTION = "bt601-studio-rounded"  # recorded in results so tables say which Y they used
+CONVENTIONS = {  # one short name per space, for captions and notes
+    "y": Y_CONVENTION,
+    "y-float": "bt601-studio-float64",
+    "y-full": "bt601-full-range-rounded (OpenCV RGB2GRAY)",
+    "rgb": "rgb-3-channels (PSNR-B: BEF of the rounded studio Y)",
+    "gray": "single channel",
+}
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+_FULL_WEIGHTS = (9798, 19235, 3735)  # OpenCV's 15-bit fixed-point 0.299 / 0.587 / 0.114 (they sum to 2^15)
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
 
@@ -71,6 +92,38 @@ def rgb_to_y(rgb: np.ndarray | torch.Tensor, rounded: bool = True):
         return y.round_() if rounded else y
     y = np.dot(rgb.astype(np.float64), np.array(_Y_WEIGHTS)) / 255.0 + 16.0
     return np.round(y).astype(np.uint8) if rounded else y
+
+
+def rgb_to_y_full(rgb: np.ndarray | torch.Tensor):
+    """Full-range BT.601 luma of RGB uint8 data, rounded as OpenCV's 8-bit ``cvtColor(RGB2GRAY)``;
+    channels last for numpy (uint8 out), (B,3,H,W) for tensors (float64 integers out)."""
+    w0, w1, w2 = _FULL_WEIGHTS
+    if isinstance(rgb, torch.Tensor):
+        # Integers below 2^23 throughout: float64 holds them exactly, and /2^15 then floor is the shift.
+        rgb = rgb.to(torch.float64)
+        y = rgb[:, 0:1] * w0
+        y += rgb[:, 1:2] * w1
+        y += rgb[:, 2:3] * w2
+        y += 1 << 14
+        return y.div_(1 << 15).floor_()
+    x = rgb.astype(np.int32)
+    return ((x[..., 0] * w0 + x[..., 1] * w1 + x[..., 2] * w2 + (1 << 14)) >> 15).astype(np.uint8)
+
+
+def luma(rgb: torch.Tensor, space: str) -> torch.Tensor:
+    """The one-channel image of (B,3,H,W) RGB data in a luma space: ``y``, ``y-float`` or ``y-full``."""
+    if space == "y":
+        return rgb_to_y(rgb)
+    if space == "y-float":
+        return rgb_to_y(rgb, rounded=False)
+    if space == "y-full":
+        return rgb_to_y_full(rgb)
+    raise ValueError(f"{space!r} is not a luma space; expected y, y-float or y-full")
+
+
+def spaces_of(channels: int) -> tuple[str, ...]:
+    """The spaces :func:`image_metrics` scores an image of this many channels in."""
+    return ("gray",) if channels == 1 else COLOUR_SPACES
 
 
 def _mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -184,20 +237,18 @@ def compute(gt: torch.Tensor, restored: torch.Tensor, space: str) -> dict[str, t
     """All three metrics of a batch in one metric space; inputs (B,C,H,W) float64 on 0..255."""
     if gt.shape != restored.shape:
         raise ValueError(f"shape mismatch: ground truth {tuple(gt.shape)} vs restored {tuple(restored.shape)}")
-    if space in ("y", "rgb") and gt.shape[1] != 3:
+    if space not in SPACES:
+        raise ValueError(f"unknown metric space {space!r}; expected one of {SPACES}")
+    if space in COLOUR_SPACES and gt.shape[1] != 3:
         raise ValueError(f"the {space!r} space needs RGB input")
-    if space == "y":
-        gt, restored = rgb_to_y(gt), rgb_to_y(restored)
-        ry = restored
-    elif space == "rgb":
-        ry = rgb_to_y(restored)
-    elif space == "gray":
+    if space == "rgb":
+        return _all(gt, restored, rgb_to_y(restored))
+    if space == "gray":
         if gt.shape[1] != 1:
             raise ValueError("the 'gray' space needs single-channel input")
-        ry = restored
-    else:
-        raise ValueError(f"unknown metric space {space!r}; expected one of {SPACES}")
-    return _all(gt, restored, ry)
+        return _all(gt, restored, restored)
+    gt, restored = luma(gt, space), luma(restored, space)
+    return _all(gt, restored, restored)
 
 
 def _all(gt: torch.Tensor, restored: torch.Tensor, restored_y: torch.Tensor,
@@ -209,18 +260,34 @@ def _all(gt: torch.Tensor, restored: torch.Tensor, restored_y: torch.Tensor,
             "psnrb": 10 * torch.log10(255.0**2 / (mse + bef_y))}
 
 
-def image_metrics(gt: np.ndarray, restored: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics of one uint8 image pair in every space that applies: ``gray`` for single-channel
-    data, ``y`` and ``rgb`` for colour. Returns {space: {"psnr", "ssim", "psnrb"}}."""
+def image_metrics(gt: np.ndarray, restored: np.ndarray,
+                  spaces: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of one uint8 image pair in every space that applies (:func:`spaces_of`), or in those of
+    ``spaces`` that apply. Returns {space: {"psnr", "ssim", "psnrb"}}."""
     if gt.dtype != np.uint8 or restored.dtype != np.uint8:
         raise TypeError("metrics are computed on uint8-rounded images")
     g, r = to_tensor(gt), to_tensor(restored)
     if g.shape != r.shape:
         raise ValueError(f"shape mismatch: ground truth {tuple(g.shape)} vs restored {tuple(r.shape)}")
+    wanted = spaces_of(g.shape[1])
+    if spaces is not None:
+        unknown = [s for s in spaces if s not in SPACES]
+        if unknown:
+            raise ValueError(f"unknown metric spaces {unknown}; expected some of {SPACES}")
+        wanted = tuple(s for s in wanted if s in set(spaces))
+    per_space = {}
     if g.shape[1] == 1:
-        per_space = {"gray": _all(g, r, r)}
-    else:  # as compute(.., "y") and compute(.., "rgb"), with the restored image's Y made once
-        ry = rgb_to_y(r)
-        bef_y = bef(ry)
-        per_space = {"y": _all(rgb_to_y(g), ry, ry, bef_y), "rgb": _all(g, r, ry, bef_y)}
+        if wanted:
+            per_space["gray"] = _all(g, r, r)
+    else:  # as compute(.., space), with the restored image's rounded Y (and its BEF) made once for y and rgb
+        ry = rgb_to_y(r) if {"y", "rgb"} & set(wanted) else None
+        bef_y = bef(ry) if ry is not None else None
+        for space in wanted:
+            if space == "rgb":
+                per_space[space] = _all(g, r, ry, bef_y)
+            elif space == "y":
+                per_space[space] = _all(rgb_to_y(g), ry, ry, bef_y)
+            else:
+                lr = luma(r, space)
+                per_space[space] = _all(luma(g, space), lr, lr)
     return {space: {k: float(v[0]) for k, v in vals.items()} for space, vals in per_space.items()}

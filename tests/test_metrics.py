@@ -1,4 +1,5 @@
-"""Metrics against independent plain implementations (KAIR/FBCNN style) and scikit-image, on real images."""
+"""Metrics in every convention (y, y-float, y-full, rgb, gray) against independent plain implementations (KAIR/FBCNN
+style, OpenCV's own gray conversion) and scikit-image, on real images."""
 
 import os
 from pathlib import Path
@@ -24,10 +25,20 @@ def _need(path: Path) -> Path:
 
 
 # --- plain reference implementations -------------------------------------------------------------------
+def ref_y_float(rgb: np.ndarray) -> np.ndarray:
+    """16 + (65.481 R + 128.553 G + 24.966 B) / 255, per pixel, in float64 (BasicSR's test_y_channel)."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    return 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+
+
 def ref_y(rgb: np.ndarray) -> np.ndarray:
     """round(16 + (65.481 R + 128.553 G + 24.966 B) / 255), per pixel, as uint8."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return np.round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255).astype(np.uint8)
+    return np.round(ref_y_float(rgb)).astype(np.uint8)
+
+
+def ref_y_full(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's own full-range luma of RGB data."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def ref_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,6 +148,28 @@ def test_rgb_space_against_plain(pairs, name):
     assert abs(float(got["psnrb"][0]) - float(y["psnrb"][0])) > 1e-3
 
 
+@pytest.mark.parametrize("space,luma", [("y-float", ref_y_float), ("y-full", ref_y_full), ("y", ref_y)])
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "crop100x75"])
+def test_luma_spaces_against_plain(pairs, name, space, luma):
+    """Each luma convention: MSE, SSIM and the BEF of the restored image, all on that luma."""
+    gt, jp = pairs[name]
+    got = metrics.compute(_t(gt), _t(jp), space)
+    g, j = luma(gt), luma(jp)
+    assert float(got["psnr"][0]) == pytest.approx(ref_psnr(g, j), abs=1e-10)
+    assert float(got["ssim"][0]) == pytest.approx(ref_ssim(g, j), abs=1e-10)
+    assert float(got["psnrb"][0]) == pytest.approx(ref_psnrb(g, j, j), abs=1e-10)
+    assert metrics.image_metrics(gt, jp)[space] == {k: float(v[0]) for k, v in got.items()}
+
+
+def test_conventions_differ_as_expected(pairs):
+    """On a real JPEG: full range stretches luma by 255/219 (about -1.3 dB); unrounded Y moves PSNR a little."""
+    got = metrics.image_metrics(*pairs["coffee"])
+    assert set(got) == set(metrics.COLOUR_SPACES) == {"y", "y-float", "y-full", "rgb"}
+    assert got["y-full"]["psnr"] - got["y"]["psnr"] == pytest.approx(-20 * np.log10(255 / 219), abs=0.1)
+    assert 0 < abs(got["y-float"]["psnr"] - got["y"]["psnr"]) < 0.1
+    assert got["rgb"]["psnr"] < got["y"]["psnr"]
+
+
 @pytest.mark.parametrize("name", ["coffee", "camera", "chelsea", "crop100x75"])
 def test_against_scikit_image(pairs, name):
     gt, jp = _y(pairs[name][0]), _y(pairs[name][1])
@@ -190,6 +223,29 @@ def test_rgb_to_y_matches_formula(pairs):
         assert 16 <= y.min() and y.max() <= 235
 
 
+def test_y_full_is_opencv_gray_on_every_colour():
+    """All 2^24 RGB colours, numpy and tensor paths, against cv2.cvtColor(RGB2GRAY)."""
+    v = np.arange(256, dtype=np.uint8)
+    for r0 in range(0, 256, 64):  # a quarter of the cube at a time: 64 x 256 x 256 pixels
+        r, g, b = np.meshgrid(v[r0 : r0 + 64], v, v, indexing="ij")
+        rgb = np.stack([r, g, b], -1).reshape(64 * 256, 256, 3)
+        want = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        got = metrics.rgb_to_y_full(rgb)
+        assert got.dtype == np.uint8 and np.array_equal(got, want)
+        tens = metrics.rgb_to_y_full(_t(rgb[:4096]))[0, 0].numpy()
+        assert np.array_equal(tens, want[:4096].astype(np.float64))
+
+
+def test_pillow_gray_within_one_of_opencv():
+    """Pillow's convert("L") rounds another fixed point: never more than 1 from y-full."""
+    from PIL import Image
+
+    img = skimage.data.coffee()
+    pil = np.asarray(Image.fromarray(img).convert("L")).astype(int)
+    diff = np.abs(pil - metrics.rgb_to_y_full(img).astype(int))
+    assert diff.max() <= 1
+
+
 def test_y_within_one_of_fbcnn_live1_gray():
     gray_dir = DATA / "live1_gray"
     if not gray_dir.is_dir():
@@ -210,14 +266,14 @@ def test_y_within_one_of_fbcnn_live1_gray():
 
 
 def test_unrounded_y_convention_matters(pairs):
-    """BasicSR keeps Y unrounded; KAIR/FBCNN round it. The PSNR differs measurably."""
+    """BasicSR keeps Y unrounded (y-float); KAIR/FBCNN round it (y). The PSNR differs measurably."""
     gt, jp = pairs["coffee"]
     rounded = metrics.compute(_t(gt), _t(jp), "y")["psnr"][0]
-    yg, yj = metrics.rgb_to_y(_t(gt), rounded=False), metrics.rgb_to_y(_t(jp), rounded=False)
-    unrounded = metrics.psnr(yg, yj)[0]
+    unrounded = metrics.compute(_t(gt), _t(jp), "y-float")["psnr"][0]
+    yg = metrics.luma(_t(gt), "y-float")
     assert not torch.equal(yg, torch.round(yg))
     assert abs(float(rounded - unrounded)) > 0.005
-    assert metrics.Y_CONVENTION == "bt601-studio-rounded"
+    assert metrics.Y_CONVENTION == metrics.CONVENTIONS["y"] == "bt601-studio-rounded"
 
 
 # --- API ----------------------------------------------------------------------------------------------
@@ -225,7 +281,7 @@ def test_batched_equals_per_image():
     photos = [skimage.data.coffee(), skimage.data.astronaut(), skimage.data.chelsea()]
     gts = np.stack([im[:96, :136] for im in photos])  # 136: not a multiple of 8 x 16
     jps = np.stack([compress(np.ascontiguousarray(g), q).pixels for g, q in zip(gts, (10, 20, 40), strict=True)])
-    for space in ("y", "rgb"):
+    for space in metrics.COLOUR_SPACES:
         batch = metrics.compute(_t(gts), _t(jps), space)
         assert all(v.shape == (3,) for v in batch.values())
         for i in range(3):
@@ -242,8 +298,8 @@ def test_identical_images():
     assert got["gray"]["ssim"] == pytest.approx(1.0, abs=1e-12)
     rgb = skimage.data.coffee()
     got = metrics.image_metrics(rgb, rgb)
-    assert set(got) == {"y", "rgb"}
-    for space in ("y", "rgb"):
+    assert list(got) == list(metrics.COLOUR_SPACES) == list(metrics.spaces_of(3))
+    for space in metrics.COLOUR_SPACES:
         assert got[space]["psnr"] == float("inf")
         assert got[space]["ssim"] == pytest.approx(1.0, abs=1e-12)
 
@@ -251,9 +307,20 @@ def test_identical_images():
 def test_image_metrics_matches_compute(pairs):
     gt, jp = pairs["coffee"]
     got = metrics.image_metrics(gt, jp)
-    for space in ("y", "rgb"):
+    for space in metrics.COLOUR_SPACES:
         ref = metrics.compute(_t(gt), _t(jp), space)
         assert got[space] == {k: float(v[0]) for k, v in ref.items()}
+
+
+def test_image_metrics_spaces_on_request(pairs):
+    gt, jp = pairs["coffee"]
+    every = metrics.image_metrics(gt, jp)
+    assert metrics.image_metrics(gt, jp, spaces=("rgb", "y-full")) == {s: every[s] for s in ("y-full", "rgb")}
+    assert metrics.image_metrics(gt, jp, spaces=("y", "gray")) == {"y": every["y"]}  # gray does not apply
+    gray = pairs["camera"]
+    assert set(metrics.image_metrics(*gray, spaces=("y", "gray"))) == {"gray"}
+    with pytest.raises(ValueError, match="unknown metric spaces"):
+        metrics.image_metrics(gt, jp, spaces=("ycbcr",))
 
 
 def test_errors():
@@ -261,8 +328,11 @@ def test_errors():
     c = _t(np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="shape mismatch"):
         metrics.compute(g, _t(np.zeros((16, 17), np.uint8)), "gray")
-    with pytest.raises(ValueError, match="RGB"):
-        metrics.compute(g, g, "y")
+    for space in metrics.COLOUR_SPACES:
+        with pytest.raises(ValueError, match="RGB"):
+            metrics.compute(g, g, space)
+    with pytest.raises(ValueError, match="not a luma space"):
+        metrics.luma(_t(np.zeros((16, 16, 3), np.uint8)), "rgb")
     with pytest.raises(ValueError, match="single-channel"):
         metrics.compute(c, c, "gray")
     with pytest.raises(ValueError, match="unknown metric space"):

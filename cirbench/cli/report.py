@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
+from ..metrics import SPACES
 from . import common
 
 
@@ -13,11 +14,15 @@ def add_parser(sub) -> None:
     rp.add_argument("runs", nargs="+")
     rp.add_argument("--format", default="table", choices=["table", "md", "csv", "json", "latex", "html"])
     rp.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
-    rp.add_argument("--space", default="y", choices=["y", "rgb", "gray"])
+    rp.add_argument("--space", default="y", choices=SPACES,
+                    help="metric convention: y (default: rounded studio-range Y), y-float, y-full, rgb, gray")
     rp.add_argument("--metrics", help="comma-separated subset of psnr,ssim,psnrb")
     common.add_filters(rp, "to show")
     rp.add_argument("--models")
-    rp.add_argument("--published", action="store_true", help="add published rows beside ours")
+    rp.add_argument("--published", action="store_true",
+                    help="add published rows beside ours (only beside numbers in their own metric space)")
+    rp.add_argument("--conventions", action="store_true",
+                    help="per colour dataset x QF, every metric convention the run recorded and its difference to y")
     rp.add_argument("--ci", action="store_true", help="paired bootstrap 95%% CI and sign test vs --reference")
     rp.add_argument("--reference", default="jpeg")
     rp.add_argument("--plots", help="write plots (PNG and PDF) to this folder (crops need --save-images runs)")
@@ -29,13 +34,15 @@ def run(args) -> int:
     from ..report import render
 
     kwargs = dict(space=args.space, datasets=common.csv(args.datasets), qfs=common.qfs(args.qf),
-                  models=common.csv(args.models), published=args.published, ci=args.ci, reference=args.reference)
+                  models=common.csv(args.models), published=args.published, ci=args.ci, reference=args.reference,
+                  conventions=args.conventions)
     if args.metrics:
         kwargs["metrics"] = tuple(common.csv(args.metrics))
     if args.plots:
         from ..report.plots import make_plots
 
-        plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published)
+        plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published,
+                           space=args.space)
         print(f"{len(plots)} plot files in {args.plots}", file=sys.stderr)
     if args.format == "html" and args.plots:
         kwargs["plots_dir"] = args.plots

@@ -29,7 +29,7 @@ from .. import __version__, jpeg
 from ..errors import ConfigError, DatasetMissing, RunError
 from ..files import atomic_write, dumps, loads
 from ..jpeg import Degradation
-from ..metrics import Y_CONVENTION, image_metrics
+from ..metrics import Y_CONVENTION, image_metrics, spaces_of
 from ..zoo.restorer import Restorer
 from .datasets import Dataset, get_dataset
 from .protocols import Protocol
@@ -224,14 +224,13 @@ def run_protocol(
     settings = {n: _setting_of(m) for n, m in models.items()}
 
     def pending(ds: Dataset, name: str, deg: Degradation) -> list[str]:
-        """Models still to run on this image: done means every metric space is recorded
-        (gray data have one, colour two; a crash can leave one of the two)."""
+        """Models still to run on this image: done means every space image_metrics scores it in is
+        recorded (the image is not read yet, so either layout's set counts; a crash can leave some)."""
         todo = []
         for m in models:
             key = dict(model=m, setting=settings[m], dataset=ds.name, image=name, degradation=deg.name,
                        qf=deg.qf)
-            done = writer.has(**key, space="gray") or (writer.has(**key, space="y")
-                                                      and writer.has(**key, space="rgb"))
+            done = any(all(writer.has(**key, space=s) for s in spaces_of(c)) for c in (1, 3))
             if not done:
                 todo.append(m)
         return todo

@@ -1,7 +1,8 @@
 """Means and paired comparisons from records: the numbers every table, plot and regression check shows.
 
-Metric spaces: ``space="y"`` selects the records of space "y" and of space "gray": a gray dataset's image is
-its own luma, so both answer "PSNR on the luminance". ``"rgb"`` and ``"gray"`` select just that space.
+Metric spaces (:data:`cirbench.metrics.SPACES`): a luma space (``y``, ``y-float``, ``y-full``) selects its own
+records and those of space "gray": a gray dataset's image is its own luma, so both answer "PSNR on the
+luminance". ``"rgb"`` and ``"gray"`` select just that space; ``None`` keeps every space.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ BASELINE = "jpeg"  # the unrestored JPEG input: shown, never ranked
 CI_COLUMNS = ("reference", "n_pairs", "diff_psnr", "ci_lo", "ci_hi", "p_sign")
 
 
-def select_space(df: pd.DataFrame, space: str) -> pd.DataFrame:
-    """Rows of a metric space; ``y`` also takes ``gray`` rows (a gray image is its own luma)."""
-    spaces = {"y": ("y", "gray")}.get(space, (space,))
+def select_space(df: pd.DataFrame, space: str | None) -> pd.DataFrame:
+    """Rows of a metric space; a luma space also takes ``gray`` rows (a gray image is its own luma)."""
+    if space is None:
+        return df
+    spaces = (space, "gray") if space in ("y", "y-float", "y-full") else (space,)
     return df[df["space"].isin(spaces)]
 
 
@@ -47,11 +50,12 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 def load(
     run_dirs,
     *,
-    space: str = "y",
+    space: str | None = "y",
     datasets: Sequence[str] | None = None,
     qfs: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Records of the runs in one metric space, filtered; a key present in several runs keeps the last."""
+    """Records of the runs in one metric space (None: all), filtered; a key present in several runs keeps
+    the last."""
     df = read_records(run_dirs)
     if df.empty:
         return df

@@ -6,6 +6,10 @@ Optional sections: ``ci`` (paired bootstrap 95 % interval of each model's per-im
 reference model, with a sign test), the QF-prediction error of models whose records carry ``qf_pred``,
 and ``efficiency`` (parameters, GFLOPs at 256x256 and peak memory from each model's profile in run.json;
 seconds per megapixel from the records: total model seconds / total megapixels).
+
+``conventions=True`` is another view of the same records: per colour dataset x QF, every metric space the run
+recorded (``y``, ``y-float``, ``y-full``, ``rgb``) side by side with its difference to ``y``; csv and json then
+carry every space with ``d_<metric>_to_y`` columns.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,15 +30,20 @@ import pandas as pd
 from ..errors import ConfigError
 from ..eval.records import GROUP
 from ..files import to_json
+from ..metrics import SPACES
 from .aggregate import BASELINE, METRICS, aggregate, comparisons, load, provenance
 from .tables import (
+    CONVENTION_USERS,
     DAGGER,
     DASH,
     Part,
     Table,
     caption_text,
     ci_table,
+    column_groups,
     columns_of,
+    conventions_caption,
+    conventions_table,
     efficiency_table,
     notes_of,
     published_rows,
@@ -51,7 +61,9 @@ PROFILE_COLUMNS = ("params", "gflops_256", "peak_mem_mb")  # from each model's p
 
 def _tex_escape(text: str) -> str:
     out = []
-    for ch in text:
+    for i, ch in enumerate(text):
+        if ch == "-" and i and text[i - 1] == "-":
+            out.append("{}")  # a command-line "--option" must not become an en dash
         out.append(
             {
                 "\\": r"\textbackslash{}",
@@ -71,6 +83,8 @@ def _tex_escape(text: str) -> str:
                 DASH: "--",
                 "|": r"$|$",
                 "×": r"$\times$",
+                "Δ": r"$\Delta$",
+                "·": r"$\cdot$",
                 "<": r"$<$",
                 ">": r"$>$",
             }.get(ch, ch)
@@ -166,18 +180,27 @@ def _latex(tables: list[Table], caption: str, notes: list[str]) -> str:
     return "\n".join(out)
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}
-th,td{padding:4px 10px;text-align:right;white-space:nowrap}
+# Fits a 1400-px window: compact cells, tabular figures; the header row stays in view while a table scrolls.
+_CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1360px}
+table{border-collapse:separate;border-spacing:0;margin:1em 0 2em;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{padding:3px 9px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
+thead{position:sticky;top:0;z-index:1;background:#fff}
 thead tr:first-child th{border-top:2px solid #222}
 thead tr:last-child th{border-bottom:1px solid #222}
 tbody tr:last-child td{border-bottom:2px solid #222}
 tr.rule td{border-top:1px solid #222}
 tr.published td{color:#555;font-style:italic}
+tbody tr:hover td{background:#f3f6fa}
 caption{caption-side:top;text-align:left;font-weight:600;margin-bottom:.4em}
-p.caption,ul.notes{max-width:60em;font-size:13px}
+p.caption,ul.notes{max-width:75em;font-size:13px}
+code{white-space:nowrap;font-size:12px}
 figure{display:inline-block;margin:1em}figure img{max-width:100%}"""
+
+
+def _options(text: str) -> str:
+    """Command-line options in a note as unbreakable code ("--space rgb" must not wrap after its dashes)."""
+    return re.sub(r"--[a-z][a-z-]*(?: [a-z][a-z0-9-]*(?= or |[;:,.)]|$))?", lambda m: f"<code>{m[0]}</code>", text)
 
 
 def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str:
@@ -190,7 +213,7 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
         f'<p class="caption">{e(caption)}</p>',
     ]
     for t in tables:
-        out.append(f"<table><caption>{e(t.title)}</caption><thead>")
+        out.append(f"<table><caption>{e(t.title)}</caption><thead>")  # sticky: see _CSS
         if any(t.groups):
             out.append(
                 "<tr><th></th>"
@@ -214,7 +237,7 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
             )
         out.append("</tbody></table>")
     if notes:
-        out.append('<ul class="notes">' + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+        out.append('<ul class="notes">' + "".join(f"<li>{_options(e(n))}</li>" for n in notes) + "</ul>")
     if plots_dir is not None:
         pngs = sorted(Path(plots_dir).glob("*.png"))
         if pngs:
@@ -244,6 +267,16 @@ def _long(agg: pd.DataFrame, pub: pd.DataFrame | None, cmp: pd.DataFrame | None,
     return out
 
 
+def _conventions_long(agg: pd.DataFrame) -> pd.DataFrame:
+    """Every space's means with each metric's difference to the same model's ``y`` mean."""
+    key = [k for k in GROUP if k != "space"]
+    ref = agg[agg["space"] == "y"][[*key, *METRICS]].rename(columns={m: f"_y_{m}" for m in METRICS})
+    out = agg.merge(ref, on=key, how="left")
+    for m in METRICS:
+        out[f"d_{m}_to_y"] = out[m] - out.pop(f"_y_{m}")
+    return out[[*GROUP, "n_images", *METRICS, *(f"d_{m}_to_y" for m in METRICS)]]
+
+
 def _json(long: pd.DataFrame, prov: dict) -> str:
     rows = [{k: (None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v)
              for k, v in r.items()} for r in long.to_dict("records")]
@@ -251,6 +284,16 @@ def _json(long: pd.DataFrame, prov: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------ entry point
+
+
+def _write(fmt: str, tables: list[Table], caption: str, notes: list[str], plots_dir) -> str:
+    if fmt == "md":
+        return _md(tables, caption, notes)
+    if fmt == "latex":
+        return _latex(tables, caption, notes)
+    if fmt == "html":
+        return _html(tables, caption, notes, plots_dir)
+    return _terminal(tables, caption, notes)
 
 
 def render(
@@ -268,20 +311,27 @@ def render(
     efficiency: bool = True,
     published_path: str | os.PathLike | None = None,
     plots_dir: str | os.PathLike | None = None,
+    conventions: bool = False,
 ) -> str:
     """The report of ``run_dirs`` in ``fmt`` (one of FORMATS).
 
     ``metrics`` picks the numbers in the paper-layout cells; csv and json always carry all three.
-    ``plots_dir`` (html only): PNGs found there are embedded.
+    ``plots_dir`` (html only): PNGs found there are embedded. ``conventions``: the metric-convention view
+    (``space``, ``ci`` and ``efficiency`` do not apply to it).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
         raise ConfigError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
+    if space not in SPACES:
+        raise ConfigError(f"unknown metric space {space!r}; choose from {', '.join(SPACES)}")
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [run_dirs]
     run_dirs = list(run_dirs)
+    if conventions:
+        return _render_conventions(run_dirs, fmt, metrics=metrics, datasets=datasets, qfs=qfs, models=models,
+                                   published=published, published_path=published_path, plots_dir=plots_dir)
     records = load(run_dirs, space=space, datasets=datasets, qfs=qfs)
     if records.empty:
         raise ConfigError(
@@ -296,7 +346,7 @@ def render(
     agg = aggregate(shown)
     columns = columns_of(agg, datasets)
     row_keys = row_keys_of(agg, models)
-    pub = published_rows(published_path, space, columns) if published else None
+    pub, pub_notes = published_rows(published_path, columns) if published else (None, [])
     prov = provenance(run_dirs)
 
     if fmt in ("csv", "json"):
@@ -308,21 +358,53 @@ def render(
         return _json(long, prov)
 
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
-    tables = [quality_table(agg, columns, row_keys, list(metrics), pub, sources)]
+    groups = column_groups(columns, len(metrics))
+    tables = [quality_table(agg, cols, row_keys, list(metrics), pub, sources, suffix) for suffix, cols in groups]
     if cmp is not None:
-        tables.append(ci_table(cmp, columns, row_keys, reference))
-    qf_errors = qf_table(agg, columns, row_keys)
-    if qf_errors:
-        tables.append(qf_errors)
+        tables += [ci_table(cmp, cols, row_keys, reference, suffix) for suffix, cols in groups]
+    tables += [t for suffix, cols in groups if (t := qf_table(agg, cols, row_keys, suffix))]
     eff = efficiency_table(shown, row_keys, prov["models"]) if efficiency else None
     if eff:
         tables.append(eff)
     caption = caption_text(space, metrics, prov, bool(sources))
-    notes = notes_of(sources, prov, efficiency)
-    if fmt == "md":
-        return _md(tables, caption, notes)
-    if fmt == "latex":
-        return _latex(tables, caption, notes)
-    if fmt == "html":
-        return _html(tables, caption, notes, plots_dir)
-    return _terminal(tables, caption, notes)
+    notes = notes_of(sources, prov, efficiency) + pub_notes
+    return _write(fmt, tables, caption, notes, plots_dir)
+
+
+def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, published, published_path,
+                        plots_dir) -> str:
+    records = load(run_dirs, space=None, datasets=datasets, qfs=qfs)
+    if models and not records.empty:
+        records = records[records["model"].isin(models)]
+    colour = records[records["space"] != "gray"] if not records.empty else records
+    if colour.empty:
+        raise ConfigError(f"no colour records (spaces y, y-float, y-full, rgb) match the filters in "
+                          f"{', '.join(map(str, run_dirs))}; gray data have one convention only")
+    agg = aggregate(colour)
+    prov = provenance(run_dirs)
+    if fmt in ("csv", "json"):
+        long = _conventions_long(agg)
+        if fmt == "csv":
+            buf = io.StringIO()
+            long.to_csv(buf, index=False, lineterminator="\n")
+            return buf.getvalue()
+        return _json(long, prov)
+    cells = list(dict.fromkeys(c[:3] for c in columns_of(agg, datasets)))
+    row_keys = row_keys_of(agg, models)
+    pub = None
+    if published:
+        from .published import load_published
+
+        pub = load_published(published_path)
+        have = set(zip(agg["dataset"], agg["degradation"], agg["qf"], agg["space"], strict=True))
+        pub = pub[[k in have for k in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"], strict=True)]]
+    sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
+    tables = [t for c in cells if (t := conventions_table(agg, c, row_keys, list(metrics), pub, sources))]
+    notes = [CONVENTION_USERS] + [f"[{i}] {src}" for i, src in enumerate(sources, 1)]
+    if sources:
+        notes.append("Published rows are quoted from their sources under their own convention, not re-run.")
+    gray = sorted(set(records["dataset"]) - set(colour["dataset"])) if not records.empty else []
+    if gray:
+        notes.append(f"Gray datasets ({', '.join(gray)}) have one channel and one convention (gray); how their "
+                     "ground truth was made from colour is a convention of its own (docs/conventions.md).")
+    return _write(fmt, tables, conventions_caption(metrics, prov), notes, plots_dir)

@@ -1,11 +1,18 @@
-"""The table model: quality, confidence-interval, QF-prediction and efficiency tables, their caption and
-notes, built from aggregated records (and published rows) and rendered by :mod:`cirbench.report.render`.
+"""The table model: quality, confidence-interval, QF-prediction, efficiency and metric-convention tables,
+their caption and notes, built from aggregated records (and published rows) and rendered by
+:mod:`cirbench.report.render`.
 
 Paper layout: one row per model (and setting, when it is not "single"), one column per dataset x QF, cells
 "PSNR / SSIM / PSNR-B" (2 / 4 / 2 decimals). Per column and metric the best value is bold and the second
 underlined. Ranking compares the numbers as printed (ties share a mark), among our own models only: the
 ``jpeg`` row is the unrestored input, not a method, and published rows are quoted, never ranked and never
 averaged with ours (they sit below a rule, marked "(published [n])", with the sources listed).
+
+A table stays narrow enough to read at a glance (a page, a 1400-px window): when the columns would hold more
+than ``MAX_PARTS`` numbers per row (or ``MAX_COLUMNS`` columns), there is one table per dataset, a dataset
+with many QFs split into runs of QFs. A row with no value in a table is left out of it, so a published row
+appears only where it has a number. Published rows are placed only beside numbers in their own metric space
+(the CSV's ``space``; ``y`` and ``gray`` are one thing on gray data).
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import pandas as pd
 
 from ..eval.records import GROUP
 from ..jpeg import Degradation
-from .aggregate import BASELINE, select_space
+from ..metrics import COLOUR_SPACES
+from .aggregate import BASELINE
 
 DECIMALS = {"psnr": 2, "ssim": 4, "psnrb": 2}
 NAMES = {"psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B"}
@@ -28,13 +36,78 @@ DASH = "–"
 DAGGER = "†"
 
 
-def published_rows(published_path, space: str, columns: list[tuple]) -> pd.DataFrame:
+MAX_COLUMNS = 8
+MAX_PARTS = 12  # printed numbers per row: 4 columns of "PSNR / SSIM / PSNR-B", 8 of one metric
+
+# Who computes each convention, for the notes: only what their code shows (docs/conventions.md has the detail).
+CONVENTION_USERS = (
+    "Conventions: y — rounded studio-range Y, as KAIR/FBCNN/SwinIR's test scripts (rgb2ycbcr on uint8) and GRL's "
+    "Y metrics; y-float — unrounded studio-range Y, as BasicSR's calculate_psnr/ssim with test_y_channel "
+    "(e.g. HAT, Restormer); y-full — full-range luma, as OpenCV's cvtColor RGB2GRAY or Pillow's convert('L') "
+    "(e.g. a ground truth read as gray); rgb — all three channels, as FBCNN's and SwinIR's colour tables, GRL's "
+    "Table 7 and PromptIR's compute_psnr_ssim (whose SSIM uses scikit-image's defaults, not reproduced here)."
+)
+SPACE_TEXT = {
+    "y": "rounded studio-range BT.601 Y",
+    "y-float": "unrounded studio-range BT.601 Y (float64)",
+    "y-full": "full-range BT.601 luma, rounded as OpenCV's RGB2GRAY",
+    "rgb": "RGB (PSNR-B with the BEF of the rounded Y)",
+    "gray": "the single channel of gray data",
+}
+
+
+def _same_space(a: str, b: str) -> bool:
+    return a == b or {a, b} == {"y", "gray"}  # a gray image is its own luma
+
+
+def published_rows(published_path, columns: list[tuple]) -> tuple[pd.DataFrame, list[str]]:
+    """Published rows that sit beside ``columns`` (dataset, degradation, qf, space): same cell, same metric
+    space. Also notes naming the datasets whose columns got none, and the spaces the literature has for them."""
     from .published import load_published
 
-    pub = select_space(load_published(published_path), space)
-    keys = {c[:3] for c in columns}  # (dataset, degradation, qf); the space already matches
-    mask = [k in keys for k in zip(pub["dataset"], pub["degradation"], pub["qf"], strict=True)]
-    return pub[mask]
+    pub = load_published(published_path)
+    spaces = {}
+    for d, g, q, sp in columns:
+        spaces.setdefault((d, g, q), set()).add(sp)
+    mask = [any(_same_space(s, c) for c in spaces.get((d, g, q), ()))
+            for d, g, q, s in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"], strict=True)]
+    placed = pub[mask]
+    missing: dict[tuple, list[str]] = {}  # (spaces shown, spaces the literature has) -> datasets
+    for ds in dict.fromkeys(c[0] for c in columns):
+        if ds in set(placed["dataset"]):
+            continue
+        cells = {c[:3] for c in columns if c[0] == ds}
+        shown = tuple(sorted({c[3] for c in columns if c[0] == ds}))
+        other = tuple(sorted({s for d, g, q, s in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"],
+                                                       strict=True) if (d, g, q) in cells}))
+        missing.setdefault((shown, other), []).append(ds)
+    notes = []
+    for (shown, other), names in missing.items():
+        text = (f"No published rows for {', '.join(names)} in {', '.join(shown)} (published rows sit only beside "
+                "numbers of their own metric space)")
+        if other:
+            text += f"; the literature has {'it' if len(names) == 1 else 'them'} in {', '.join(other)}: " \
+                    f"see --space {other[0]} or --conventions"
+        notes.append(text + ".")
+    return placed, notes
+
+
+def column_groups(columns: list[tuple], n_metrics: int) -> list[tuple[str, list[tuple]]]:
+    """``[(title suffix, columns)]``: all columns in one table when they fit, else one table per dataset
+    (runs of at most the width that fits, for a dataset with many QFs)."""
+    width = max(1, min(MAX_COLUMNS, MAX_PARTS // max(1, n_metrics)))
+    if len(columns) <= width:
+        return [("", columns)]
+    by_ds: dict[str, list[tuple]] = {}
+    for c in columns:
+        by_ds.setdefault(c[0], []).append(c)
+    out = []
+    for ds, cols in by_ds.items():
+        runs = [cols[i : i + width] for i in range(0, len(cols), width)]
+        for run in runs:
+            span = "" if len(runs) == 1 else f", {_column_label(*run[0][1:3])} to {_column_label(*run[-1][1:3])}"
+            out.append((ds + span, run))
+    return out
 
 
 # ------------------------------------------------------------------------------------ table model
@@ -113,10 +186,20 @@ def _ranks(values: dict, decimals: int) -> dict:
     return style
 
 
-def quality_table(agg, columns, row_keys, metrics, pub, sources) -> Table:
-    groups = [c[0] for c in columns]
+def _heads(columns, title: str, suffix: str) -> tuple[str, list[str], list[str]]:
+    """Title, spanning groups and labels: a one-dataset table names its dataset in the title instead."""
     labels = [_column_label(c[1], c[2]) for c in columns]
-    title = "Restoration quality: " + " / ".join(NAMES[m] for m in metrics)
+    if suffix:
+        return f"{title} — {suffix}", [""] * len(columns), labels
+    return title, [c[0] for c in columns], labels
+
+
+def _empty(cells: list[list[Part]]) -> bool:
+    return all(p.text == DASH for cell in cells for p in cell)
+
+
+def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "") -> Table:
+    title, groups, labels = _heads(columns, "Restoration quality: " + " / ".join(NAMES[m] for m in metrics), suffix)
     t = Table(title, "Method", groups, labels)
     cells = {(r.model, r.setting, r.dataset, r.degradation, r.qf, r.space): r for r in agg.itertuples()}
     ranked = [k for k in row_keys if k[0] != BASELINE]
@@ -136,12 +219,14 @@ def quality_table(agg, columns, row_keys, metrics, pub, sources) -> Table:
                     for m in metrics
                 ]
             )
-        t.rows.append((_row_label(*key), row))
+        if not _empty(row):
+            t.rows.append((_row_label(*key), row))
     if pub is not None and len(pub):
-        t.rule_before.add(len(t.rows))
+        # (dataset, degradation, qf) -> row; the space already matches the column's (published_rows)
         pcells = {
             (r.model, r.source, r.per_qf_model, r.dataset, r.degradation, r.qf): r for r in pub.itertuples()
         }
+        first = len(t.rows)
         for model, source, per_qf in dict.fromkeys(
             zip(pub["model"], pub["source"], pub["per_qf_model"], strict=True)
         ):
@@ -149,19 +234,22 @@ def quality_table(agg, columns, row_keys, metrics, pub, sources) -> Table:
             for col in columns:
                 r = pcells.get((model, source, per_qf, *col[:3]))
                 row.append([Part(_fmt(getattr(r, m) if r else None, DECIMALS[m])) for m in metrics])
+            if _empty(row):
+                continue
             extra = ", per-QF" if per_qf == "yes" else ""
             t.row_class[len(t.rows)] = "published"
             t.rows.append((f"{model} (published [{sources.index(source) + 1}]{extra})", row))
+        if len(t.rows) > first:
+            t.rule_before.add(first)
     return t
 
 
-def ci_table(cmp: pd.DataFrame, columns, row_keys, reference: str) -> Table:
-    groups = [c[0] for c in columns]
-    labels = [_column_label(c[1], c[2]) for c in columns]
+def ci_table(cmp: pd.DataFrame, columns, row_keys, reference: str, suffix: str = "") -> Table:
     title = (
         f"PSNR difference to {reference} (dB): mean ±half-width of the paired bootstrap 95 % CI; "
         f"{DAGGER} sign test p < 0.05"
     )
+    title, groups, labels = _heads(columns, title, suffix)
     t = Table(title, "Method", groups, labels)
     by = {tuple(r[: len(GROUP)]): r for r in cmp.itertuples(index=False)}
     for key in row_keys:
@@ -176,25 +264,23 @@ def ci_table(cmp: pd.DataFrame, columns, row_keys, reference: str) -> Table:
             half = (r.ci_hi - r.ci_lo) / 2
             mark = DAGGER if r.p_sign < 0.05 else ""
             row.append([Part(f"{r.diff_psnr:+.2f} ±{half:.2f}{mark}")])
-        t.rows.append((_row_label(*key), row))
+        if not _empty(row):
+            t.rows.append((_row_label(*key), row))
     return t
 
 
-def qf_table(agg: pd.DataFrame, columns, row_keys) -> Table | None:
+def qf_table(agg: pd.DataFrame, columns, row_keys, suffix: str = "") -> Table | None:
     have = agg[agg["qf_err"].notna()]
     if have.empty:
         return None
-    t = Table(
-        "QF-prediction error: mean |predicted − true QF|",
-        "Method",
-        [c[0] for c in columns],
-        [_column_label(c[1], c[2]) for c in columns],
-    )
+    title, groups, labels = _heads(columns, "QF-prediction error: mean |predicted − true QF|", suffix)
+    t = Table(title, "Method", groups, labels)
     by = {(r.model, r.setting, r.dataset, r.degradation, r.qf, r.space): r.qf_err for r in have.itertuples()}
     for key in row_keys:
-        if any(k[:2] == key for k in by):
-            t.rows.append((_row_label(*key), [[Part(_fmt(by.get((*key, *col)), 2))] for col in columns]))
-    return t
+        row = [[Part(_fmt(by.get((*key, *col)), 2))] for col in columns]
+        if not _empty(row):
+            t.rows.append((_row_label(*key), row))
+    return t if t.rows else None
 
 
 def efficiency_table(df: pd.DataFrame, row_keys, models_info: dict) -> Table | None:
@@ -221,6 +307,49 @@ def efficiency_table(df: pd.DataFrame, row_keys, models_info: dict) -> Table | N
     return t if t.rows else None
 
 
+def conventions_table(agg: pd.DataFrame, cell: tuple, row_keys, metrics, pub, sources) -> Table | None:
+    """One dataset x degradation x QF (``cell``): each model's means under every colour convention in the
+    run, and their difference to ``y``; published rows of that cell under their own convention."""
+    here = agg[(agg["dataset"] == cell[0]) & (agg["degradation"] == cell[1]) & (agg["qf"] == cell[2])]
+    spaces = [s for s in COLOUR_SPACES if s in set(here["space"])]
+    if not spaces:
+        return None
+    labels = [NAMES[m] for m in metrics] + [f"Δ {NAMES[m]} to y" for m in metrics]
+    title = f"{cell[0]} {_column_label(cell[1], cell[2])}: the same outputs under each metric convention"
+    t = Table(title, "Method · space", [""] * len(labels), labels)
+    vals = {(r.model, r.setting, r.space): r for r in here.itertuples()}
+    for key in row_keys:
+        first = len(t.rows)
+        ref = vals.get((*key, "y"))
+        for space in spaces:
+            r = vals.get((*key, space))
+            if r is None:
+                continue
+            row = [[Part(_fmt(getattr(r, m), DECIMALS[m]))] for m in metrics]
+            for m in metrics:
+                if ref is None or space == "y":
+                    row.append([Part(DASH)])
+                else:
+                    d = getattr(r, m) - getattr(ref, m)
+                    row.append([Part(f"{d:+.{DECIMALS[m]}f}" if np.isfinite(d) else DASH)])
+            t.rows.append((f"{_row_label(*key)} · {space}", row))
+        if first and len(t.rows) > first:
+            t.rule_before.add(first)
+    if pub is not None and len(pub):
+        p = pub[(pub["dataset"] == cell[0]) & (pub["degradation"] == cell[1]) & (pub["qf"] == cell[2])
+                & pub["space"].isin(spaces)]
+        first = len(t.rows)
+        for r in p.itertuples():
+            row = [[Part(_fmt(getattr(r, m), DECIMALS[m]))] for m in metrics] + [[Part(DASH)] for _ in metrics]
+            if all(_fmt(getattr(r, m), DECIMALS[m]) == DASH for m in metrics):
+                continue
+            t.row_class[len(t.rows)] = "published"
+            t.rows.append((f"{r.model} (published [{sources.index(r.source) + 1}]) · {r.space}", row))
+        if len(t.rows) > first:
+            t.rule_before.add(first)
+    return t if t.rows else None
+
+
 # ------------------------------------------------------------------------------------ provenance
 
 
@@ -228,25 +357,43 @@ def _space_text(space: str, prov: dict) -> str:
     if space == "y":
         conv = "; ".join(prov["y_convention"]) or "unrecorded convention"
         return f"Y channel ({conv}); gray datasets on their single channel"
+    if space in ("y-float", "y-full"):
+        return f"{SPACE_TEXT[space]} ({space}); gray datasets on their single channel"
     return {"rgb": "RGB", "gray": "gray images"}.get(space, space)
 
 
-def caption_text(space: str, metrics, prov: dict, published: bool) -> str:
+def _provenance_text(prov: dict) -> str:
     def join(key, default="unrecorded"):
         return "; ".join(str(v) for v in prov[key]) or default
 
-    units = " / ".join(f"{NAMES[m]}{'' if m == 'ssim' else ' (dB)'}" for m in metrics)
     sha = "; ".join(s[:12] for s in prov["protocol_sha256"])
     commit = "; ".join(c[:12] for c in prov["git_commit"])
     return (
-        f"Mean {units} per dataset and JPEG QF, on the {_space_text(space, prov)}. "
         f"Protocol {join('protocol')}" + (f" (sha256 {sha})" if sha else "") + ". "
         f"Encoder {join('encoder')}. cirbench {join('cirbench_version')}"
         + (f" (git {commit})" if commit else "")
         + ". "
-        "Best in bold, second underlined, among our models (the JPEG input"
+    )
+
+
+def caption_text(space: str, metrics, prov: dict, published: bool) -> str:
+    units = " / ".join(f"{NAMES[m]}{'' if m == 'ssim' else ' (dB)'}" for m in metrics)
+    return (
+        f"Mean {units} per dataset and JPEG QF, on the {_space_text(space, prov)}. "
+        + _provenance_text(prov)
+        + "Best in bold, second underlined, among our models (the JPEG input"
         + (" and published rows are" if published else " is")
         + " not ranked)."
+    )
+
+
+def conventions_caption(metrics, prov: dict) -> str:
+    units = " / ".join(f"{NAMES[m]}{'' if m == 'ssim' else ' (dB)'}" for m in metrics)
+    return (
+        f"Mean {units} of the same outputs under each metric convention the run recorded, per colour dataset "
+        "and JPEG QF, and the difference to y (cirbench's default). " + _provenance_text(prov)
+        + "y: " + SPACE_TEXT["y"] + "; y-float: " + SPACE_TEXT["y-float"] + "; y-full: " + SPACE_TEXT["y-full"]
+        + "; rgb: " + SPACE_TEXT["rgb"] + "."
     )
 
 
@@ -261,5 +408,3 @@ def notes_of(sources: list[str], prov: dict, efficiency: bool) -> list[str]:
             + (f", {threads} thread{'' if str(threads) == '1' else 's'}." if threads else ".")
         )
     return notes
-
-

@@ -223,3 +223,147 @@ def test_latex_compiles(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ conventions and layout
+
+
+def _records() -> list[dict]:
+    return [json.loads(line) for line in (RUN / "records.jsonl").read_text().splitlines()]
+
+
+def _write_run(path: Path, records: list[dict]) -> Path:
+    path.mkdir(parents=True)
+    (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shutil.copy(RUN / "run.json", path / "run.json")
+    return path
+
+
+# The fixture's y records moved to the other luma conventions by these (dyadic, so exact) offsets.
+SHIFT = {"y-float": (0.25, 0.0, 0.125), "y-full": (-1.25, -0.03125, -1.0)}
+
+
+@pytest.fixture
+def conv_run(tmp_path) -> Path:
+    recs = _records()
+    for r in [r for r in recs if r["space"] == "y"]:
+        for space, (dp, ds, db) in SHIFT.items():
+            recs.append({**r, "space": space, "psnr": r["psnr"] + dp, "ssim": r["ssim"] + ds, "psnrb": r["psnrb"] + db})
+    return _write_run(tmp_path / "conv", recs)
+
+
+def test_space_choices_select_their_records(conv_run):
+    for space, (dp, _, _) in SHIFT.items():
+        md = render(conv_run, "md", space=space)
+        p = HAND[("fbcnn", "live1", "y", 10)][0] + dp
+        assert _md_row(md, "fbcnn")[2].startswith(f"<u>{p:.2f}</u>")
+        assert _md_row(md, "fbcnn")[0].startswith("<u>30.00</u>")  # classic5 is gray: its own luma in any space
+    with pytest.raises(ValueError, match="unknown metric space"):
+        render(conv_run, "md", space="ycbcr")
+
+
+def test_published_rows_only_beside_their_space(conv_run):
+    y = render(conv_run, "md", **PUB)
+    assert "HAT" not in y and "SwinIR" not in y
+    assert "No published rows for live1 in y (" in y and "the literature has it in rgb, y-float" in y
+    yf = render(conv_run, "md", space="y-float", **PUB)
+    assert _md_row(yf, "HAT (published [3])") == ["– / – / –", "– / – / –", "29.90 / 0.8300 / –", "– / – / –"]
+    assert "No published rows for live1" not in yf
+    rgb = render(conv_run, "md", space="rgb", **PUB)
+    assert _md_row(rgb, "SwinIR (published [1], per-QF)") == ["28.06 / 0.8089 / 27.69", "– / – / –"]
+    full = render(conv_run, "md", space="y-full", **PUB)
+    assert "HAT" not in full and "No published rows for live1 in y-full" in full
+
+
+def test_conventions_table(conv_run):
+    md = render(conv_run, "md", conventions=True, **PUB)
+    assert md.count("### ") == 2 and "### live1 QF 10:" in md and "### live1 QF 20:" in md
+    assert "classic5" not in md.split("Conventions:")[0]  # gray data: one convention, left out
+    section = md.split("### live1 QF 20:")[1]
+    p, s, b = HAND[("fbcnn", "live1", "y", 20)]
+    assert _md_row(section, "fbcnn · y") == [f"{p:.2f}", f"{s:.4f}", f"{b:.2f}", "–", "–", "–"]
+    assert _md_row(section, "fbcnn · y-full") == [f"{p - 1.25:.2f}", f"{s - 0.03125:.4f}", f"{b - 1:.2f}",
+                                                   "-1.25", "-0.0312", "-1.00"]
+    assert _md_row(section, "fbcnn · rgb")[3:] == ["-1.50", "-0.0625", "-1.50"]
+    first = md.split("### live1 QF 20:")[0]
+    assert _md_row(first, "HAT (published [2]) · y-float") == ["29.90", "0.8300", "–", "–", "–", "–"]
+    assert _md_row(first, "SwinIR (published [1]) · rgb")[:2] == ["28.06", "0.8089"]
+    assert "(published" not in section  # no published row of that QF
+    assert "BasicSR" in md and "Gray datasets (classic5)" in md
+    rows = list(csv.DictReader(io.StringIO(render(conv_run, "csv", conventions=True))))
+    assert {r["space"] for r in rows} == {"y", "y-float", "y-full", "rgb"}
+    r = next(r for r in rows if (r["model"], r["qf"], r["space"]) == ("fbcnn", "20", "y-float"))
+    assert float(r["d_psnr_to_y"]) == pytest.approx(0.25) and float(r["d_ssim_to_y"]) == pytest.approx(0.0)
+    tex = render(conv_run, "latex", conventions=True, **PUB)
+    _check_latex_structure(tex)
+    assert r"$\Delta$ PSNR to y" in tex and r"fbcnn $\cdot$ y-full" in tex and "Δ" not in tex
+    page = render(conv_run, "html", conventions=True, **PUB)
+    assert page.count("<table>") == 2 and "position:sticky" in page
+    assert "<code>--space rgb</code>" in render(conv_run, "html", **PUB)  # an option never wraps
+
+
+def test_gray_only_run_has_no_conventions(tmp_path):
+    run = _write_run(tmp_path / "gray", [r for r in _records() if r["space"] == "gray"])
+    with pytest.raises(ValueError, match="no colour records"):
+        render(run, "md", conventions=True)
+
+
+@pytest.fixture
+def wide_run(tmp_path) -> Path:
+    """The fixture's records copied to 4 datasets x 4 QFs (16 columns) and one dataset at 9 QFs."""
+    recs = []
+    for r in _records():
+        if r["space"] == "rgb":
+            continue
+        for k, name in enumerate(("a_set", "b_set", "c_set", "live1")):
+            for dq in (0, 20):
+                recs.append({**r, "dataset": name if r["dataset"] == "live1" else f"{name}_gray", "qf": r["qf"] + dq,
+                             "psnr": r["psnr"] + k})
+        if r["dataset"] == "classic5":
+            recs += [{**r, "dataset": "many_qfs", "qf": r["qf"] + dq} for dq in range(0, 90, 10)]
+    return _write_run(tmp_path / "wide", recs)
+
+
+def test_wide_runs_split_into_tables_per_dataset(wide_run):
+    md = render(wide_run, "md", datasets=["live1", "live1_gray", "a_set", "a_set_gray"], **PUB)
+    titles = re.findall(r"^### Restoration quality: .*$", md, re.M)
+    assert titles == [f"### Restoration quality: PSNR / SSIM / PSNR-B — {d}"
+                      for d in ("live1", "live1_gray", "a_set", "a_set_gray")]
+    live1 = md.split("— live1\n")[1].split("###")[0]
+    assert "| Method | QF 10 | QF 20 | QF 30 | QF 40 |" in live1
+    assert "published" not in live1  # the literature has no y row of live1
+    assert "No published rows for live1 in y" in md
+    # one metric: 8 columns fit one table (4 datasets x 2 QFs here)
+    one = render(wide_run, "md", metrics=["psnr"], datasets=["live1", "a_set"])
+    assert len(re.findall(r"^### Restoration quality", one, re.M)) == 1
+    # a dataset with more QFs than fit is cut into runs of QFs
+    many = render(wide_run, "md", datasets=["many_qfs"], models=["fbcnn"])
+    assert re.findall(r"^### Restoration quality: .* — (.*)$", many, re.M) == [
+        "many_qfs, QF 10 to QF 40", "many_qfs, QF 50 to QF 80", "many_qfs, QF 90 to QF 100"]
+    four = dict(datasets=["live1", "live1_gray", "a_set", "a_set_gray"], ci=True, **PUB)
+    tex = render(wide_run, "latex", **four)
+    _check_latex_structure(tex)
+    assert tex.count(r"\begin{table}") == 4 * 3 + 1  # quality, CI and QF error per dataset; efficiency
+    assert r"PSNR-B — live1\_gray}" in tex
+    for fmt in ("html", "table"):
+        text = render(wide_run, fmt, **four)
+        assert text.count("Restoration quality") == 4 and text.count("PSNR difference to jpeg") == 4
+
+
+def test_published_row_only_in_tables_where_it_has_a_value(wide_run):
+    md = render(wide_run, "md", **PUB)
+    tables = {t.split("\n", 1)[0]: t for t in md.split("### ")[1:]}
+    for title, body in tables.items():
+        for line in body.splitlines():
+            if line.startswith("| ") and "(published" in line:
+                assert any(c.strip() != "– / – / –" for c in line.strip("|").split("|")[1:]), (title, line)
+    c5 = tables["Restoration quality: PSNR / SSIM / PSNR-B — a_set_gray"]
+    assert "(published" not in c5  # the literature knows classic5, not a_set_gray
+
+
+def test_html_fits_and_keeps_its_header(wide_run):
+    page = render(wide_run, "html", **PUB)
+    assert "thead{position:sticky;top:0" in page and "max-width:1360px" in page
+    for table in re.findall(r"<table>.*?</table>", page, re.S):
+        head = re.search(r"<thead>(.*?)</thead>", table, re.S)[1]
+        assert head.count("<th") - 1 <= 8  # at most 8 columns beside the method
