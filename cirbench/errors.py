@@ -3,12 +3,17 @@ the fix; the command line prints it and exits 2. Any other exception is a bug an
 
 from __future__ import annotations
 
-__all__ = ["CirbenchError", "ConfigError", "DatasetMissing", "ImageError", "RunError", "CheckpointError",
-           "WeightsMissing", "FetchError"]
+__all__ = ["CirbenchError", "ConfigError", "DatasetMissing", "ImageError", "RunError", "InvalidInputs",
+           "CheckpointError", "WeightsMissing", "FetchError"]
 
 
 class CirbenchError(Exception):
-    """An expected failure; the message names the file (or the name) and the fix."""
+    """An expected failure; the message names the file (or the name) and the fix. ``details`` are lines printed
+    before it (e.g. one per bad file, when all problems are reported together)."""
+
+    def __init__(self, message: str = "", *, details: list[str] | None = None):
+        super().__init__(message)
+        self.details = list(details or [])
 
 
 class ConfigError(CirbenchError, ValueError):
@@ -25,6 +30,10 @@ class ImageError(CirbenchError, ValueError):
 
 class RunError(CirbenchError, RuntimeError):
     """A run cannot go on; records written so far stay."""
+
+
+class InvalidInputs(RunError):
+    """Inputs failed the preflight; ``details`` lists one problem per file."""
 
 
 class CheckpointError(CirbenchError):

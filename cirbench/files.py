@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
-           "download", "safe_extract"]
+           "download", "safe_extract", "FolderLock"]
 
 
 def _umask_mode() -> int:
@@ -88,6 +88,8 @@ def from_json(value: Any) -> Any:
     """Inverse of :func:`to_json` for one value (``"inf"`` -> inf); other values pass through."""
     if isinstance(value, str) and value in ("inf", "-inf", "nan"):
         return float(value)
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
     return value
 
 
@@ -187,3 +189,48 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                 raise FetchError(f"{archive}: refused, member {m.name!r} is {kind}")
         tf.extractall(root, members=members, filter="data")  # the data filter checks again
     return dest
+
+
+# --- one writer per folder -----------------------------------------------------------------------------------
+
+LOCK_NAME = ".cirbench.lock"
+
+
+class FolderLock:
+    """Holds ``folder/.cirbench.lock`` (filelock: an OS lock, so a killed holder's lock is released by the
+    kernel and taken over at once) while one process writes the folder; a second one is refused with a
+    message naming the holder. Use as a context manager."""
+
+    def __init__(self, folder: str | os.PathLike, what: str):
+        self.folder, self.what = Path(folder), what
+        self._lock = None
+
+    def __enter__(self):
+        import socket
+        import sys
+        import time
+
+        from filelock import FileLock, Timeout
+
+        from .errors import RunError
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        owner = self.folder / (LOCK_NAME + ".owner")
+        lock = FileLock(self.folder / LOCK_NAME)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            held = owner.read_text().strip() if owner.exists() else "unknown process"
+            raise RunError(f"{self.folder}: another cirbench process is writing this folder ({held}); wait for it "
+                           f"to finish or use another folder for this {self.what}") from None
+        self._lock = lock
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {started}: "
+                         f"{' '.join(['cirbench', *sys.argv[1:]])[:200]}\n")
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        return False

@@ -29,8 +29,9 @@ MAX_PIXELS = 16384 * 16384  # 268 MP; above this Pillow's bomb guard refuses the
 _EXIF_ORIENTATION = 0x0112
 
 
-def read_image(path: str | Path, *, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Read an image as uint8 gray (HxW) or RGB (HxWx3) following the module's policy."""
+def read_image(path: str | Path, *, min_side: int = MIN_SIDE, notes: list[str] | None = None) -> np.ndarray:
+    """Read an image as uint8 gray (HxW) or RGB (HxWx3) following the module's policy. The policy's warnings
+    are appended to ``notes`` when given (thread-safe, unlike the warnings module), else warned."""
     path = Path(path)
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -39,7 +40,7 @@ def read_image(path: str | Path, *, min_side: int = MIN_SIDE) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
-                arr = _to_array(im, path)
+                arr = _to_array(im, path, notes)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -69,9 +70,15 @@ def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _to_array(im: Image.Image, path: Path) -> np.ndarray:
+def _to_array(im: Image.Image, path: Path, notes: list[str] | None) -> np.ndarray:
+    def warn(text: str) -> None:
+        if notes is not None:
+            notes.append(text)
+        else:
+            warnings.warn(text, stacklevel=4)
+
     if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        warnings.warn(f"{path}: EXIF orientation ignored; pixels used in stored order", stacklevel=3)
+        warn(f"{path}: EXIF orientation ignored; pixels used in stored order")
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
         raise ImageError(f"{path}: {mode} ({'16-bit' if '16' in mode else '32-bit'}) images are not "
@@ -87,7 +94,7 @@ def _to_array(im: Image.Image, path: Path) -> np.ndarray:
                 return rgb[..., 0].copy()
             return rgb.copy()
     if mode in ("RGBA", "LA", "PA"):
-        warnings.warn(f"{path}: alpha channel dropped", stacklevel=3)
+        warn(f"{path}: alpha channel dropped")
         im = im.convert("RGB" if mode != "LA" else "L")
         mode = im.mode
     if mode == "1":

@@ -6,6 +6,7 @@ beside the repository, that is used. Only tests that need a standard dataset rea
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ import pytest
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 if not os.environ.get("CIRBENCH_DATA") and _SHARED_DATA.is_dir():
     os.environ["CIRBENCH_DATA"] = str(_SHARED_DATA)  # set before test modules read it at import
+# Tests never download (the fetch tests serve their files from 127.0.0.1 and lift this themselves) and never
+# touch the user's cache.
+os.environ["CIRBENCH_OFFLINE"] = "1"
+os.environ["CIRBENCH_CACHE"] = tempfile.mkdtemp(prefix="cirbench-test-cache-")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,11 +12,11 @@ import sys
 import warnings
 
 from ..errors import CirbenchError
-from . import datasets, merge, models, protocols, regress, report, run, train
+from . import datasets, merge, models, protocols, records, regress, report, run, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (run, report, datasets, protocols, models, merge, train, regress)
+SUBCOMMANDS = (run, report, datasets, protocols, models, merge, records, train, regress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,5 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except CirbenchError as exc:
         if args.debug:
             raise
+        for line in exc.details:
+            print(f"cirbench: {one_line(line)}", file=sys.stderr)
         print(f"cirbench: error: {one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ from ..images import IMAGE_SUFFIXES, list_images, read_image
 from ..metrics import rgb_to_y
 
 __all__ = ["DatasetSpec", "Source", "Dataset", "DatasetMissing", "REGISTRY", "SAMPLES", "data_root",
-           "get_dataset", "verify", "read_manifest", "expected_files", "present"]
+           "get_dataset", "verify", "read_manifest", "expected_files", "present", "folder_label"]
 
 _DATA = resources.files("cirbench") / "data"
 
@@ -155,9 +155,10 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, path: Path) -> np.ndarray:
-        """Read one file as the uint8 image the protocol evaluates."""
-        img = read_image(path)
+    def load(self, path: Path, notes: list[str] | None = None) -> np.ndarray:
+        """Read one file as the uint8 image the protocol evaluates (the read policy's warnings go to ``notes``
+        when given, else they are warned)."""
+        img = read_image(path, notes=notes)
         if self.gray and img.ndim == 3:
             img = rgb_to_y(img)
         return img
@@ -186,7 +187,7 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
         if not files:
             raise DatasetMissing(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
         digest = hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest()
-        return Dataset(name, folder, files, gray=False, source="folder", manifest_sha256=digest)
+        return Dataset(folder_label(folder), folder, files, gray=False, source="folder", manifest_sha256=digest)
     if name not in REGISTRY:
         raise ConfigError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}, "
                           "or folder:PATH")
@@ -203,6 +204,13 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
                              f"`{spec.fetch_command}`" + (f" --data-root {root}" if root else ""))
     return Dataset(name, folder, [folder / n for n in names], gray=not spec.color, source="data-root",
                    manifest_sha256=_manifest_hash(spec), spec=spec)
+
+
+def folder_label(folder: Path) -> str:
+    """A ``folder:PATH`` dataset's name in records and tables: the folder's own name (``folder-`` prefixed
+    when it is a registry name, so it never passes for the standard set); the full path is in run.json."""
+    label = folder.resolve().name or "folder"
+    return f"folder-{label}" if label in REGISTRY else label
 
 
 def present(name: str, root: str | os.PathLike | None = None) -> bool:

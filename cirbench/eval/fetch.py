@@ -70,9 +70,11 @@ def fetch_dataset(name: str, root: str | os.PathLike | None = None, source: str 
             problems += rep.mismatched[:5]
             raise FetchError(f"{name} from {src}: {len(rep.missing)} files missing, {len(rep.mismatched)} not as "
                              f"in the manifest ({'; '.join(problems)}); nothing was written to {root_dir}")
-        target.mkdir(parents=True, exist_ok=True)
-        for n in names:
-            os.replace(files[n], target / n)  # same filesystem: each file appears whole
+        try:
+            _install(files, target, staging)
+        except OSError as exc:
+            raise FetchError(f"{target}: cannot move the verified files into place ({exc.strerror or exc}); the data "
+                             "root is unchanged: free space and rerun") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"{spec.name}: {len(names)} files verified into {target}")
@@ -106,6 +108,35 @@ def _stage(spec, src: str, local: Path | None, names: list[str], manifest: dict,
         archive = download(src, staging / (Path(urlsplit(src).path).name or "archive"))
     tree = safe_extract(archive, staging / "tree")
     return _locate(tree, spec.source.member_dir, names)
+
+
+def _install(files: dict[str, Path], target: Path, staging: Path) -> None:
+    """Move the verified files into ``target`` all or nothing: a new folder is renamed into place in one step;
+    into an existing folder, files are replaced one by one and, on any error, put back as they were."""
+    ready = staging / "ready"
+    ready.mkdir()
+    for n, p in files.items():
+        os.replace(p, ready / n)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(ready, target)  # one rename: the folder appears whole
+        return
+    backup = staging / "previous"
+    backup.mkdir()
+    done: list[str] = []
+    try:
+        for n in files:
+            if (target / n).exists():
+                os.replace(target / n, backup / n)
+            done.append(n)
+            os.replace(ready / n, target / n)
+    except BaseException:
+        for n in reversed(done):  # undo: the data root is left as it was
+            if (target / n).exists() and not (ready / n).exists():
+                os.replace(target / n, ready / n)
+            if (backup / n).exists():
+                os.replace(backup / n, target / n)
+        raise
 
 
 def _check(name: str, files: dict[str, Path], manifest: dict) -> VerifyReport:

@@ -8,11 +8,12 @@ covers the whole protocol. Both files are written atomically: an interrupted mer
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 from ..errors import RunError
-from ..files import atomic_write, dumps
+from ..files import FolderLock, atomic_write, dumps
 from .records import FIELDS, KEY, RECORDS_FILE, RUN_FILE, iter_records, read_run_info
 
 __all__ = ["merge_runs", "canonical"]
@@ -29,14 +30,25 @@ def canonical(records: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: tuple(str(r[f]) if f != "qf" else f"{r[f]:03d}" for f in KEY))
 
 
-def merge_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> int:
-    """Merge run folders into ``out_dir``; returns the number of records written."""
-    out = Path(out_dir)
+def merge_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *, replace: bool = False,
+               lock_out: bool = True) -> int:
+    """Merge run folders into ``out_dir``; returns the number of records written. The output (unless the caller
+    holds its lock) and every input are locked for the merge: a shard still being written is refused.
+    ``replace`` rewrites an earlier merge (a resumed torchrun run)."""
+    with contextlib.ExitStack() as stack:
+        if lock_out:
+            stack.enter_context(FolderLock(out_dir, "merge"))
+        for d in run_dirs:
+            stack.enter_context(FolderLock(d, "merge"))
+        return _merge(run_dirs, Path(out_dir), replace)
+
+
+def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     infos = [read_run_info(d) for d in run_dirs]
     protocols = {(i.get("protocol") or {}).get("sha256") for i in infos if i}
     if len(protocols) > 1:
         raise RunError("cannot merge runs of different protocol files: " + ", ".join(map(str, run_dirs)))
-    if (out / RECORDS_FILE).exists():
+    if (out / RECORDS_FILE).exists() and not replace:
         raise RunError(f"{out}: already holds records; merge into a new folder")
     records = canonical([r for d in run_dirs for r in iter_records(d)])
     for r in records:
@@ -49,6 +61,10 @@ def merge_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) ->
             info[k] = {**info.get(k, {}), **i.get(k, {})}
     info["merged_from"] = [{"run": str(d), "shard": i.get("shard")} for d, i in zip(run_dirs, infos, strict=True)]
     info.pop("shard", None)
-    atomic_write(out / RECORDS_FILE, "".join(dumps(r) + "\n" for r in records))
-    atomic_write(out / RUN_FILE, dumps(info, indent=2, sort_keys=True) + "\n")
+    try:
+        atomic_write(out / RECORDS_FILE, "".join(dumps(r) + "\n" for r in records))
+        atomic_write(out / RUN_FILE, dumps(info, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise RunError(f"{out}: cannot write the merged run ({exc.strerror or exc}); the files there are as they were "
+                       "(each is replaced whole or not at all): free space and rerun the merge") from None
     return len(records)

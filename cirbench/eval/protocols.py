@@ -65,15 +65,40 @@ class Protocol:
         return list(dict.fromkeys(d for d, _ in self.jobs))
 
     def select(self, datasets=None, qfs=None) -> Protocol:
-        """The protocol restricted to some QFs and datasets (command-line filters). A requested
-        dataset the protocol does not list (e.g. ``folder:PATH``) gets all the protocol's
-        degradations."""
+        """The protocol restricted to some datasets and QFs (command-line filters). A filter value the protocol
+        lacks is an error naming the protocol's values; ``folder:PATH`` and the bundled samples, which no
+        protocol lists, get all the protocol's degradations."""
+        have_qfs = sorted({g.qf for _, g in self.jobs})
+        lacking = [q for q in qfs or () if q not in have_qfs]
+        if lacking:
+            raise ConfigError(f"--qf {','.join(map(str, lacking))}: protocol {self.name!r} has QF "
+                              f"{','.join(map(str, have_qfs))}; without --protocol, --qf runs exactly the QFs given")
+        extra = [d for d in datasets or () if d not in self.datasets]
+        for d in extra:
+            if d not in REGISTRY and not d.startswith("folder:"):
+                raise ConfigError(f"unknown dataset {d!r}{closest(d, REGISTRY)}; known: {', '.join(REGISTRY)}, "
+                                  "or folder:PATH")
+        unknown = [d for d in extra if not (d.startswith("folder:") or d in ("samples", "samples_gray"))]
+        if unknown:
+            raise ConfigError(f"--datasets {','.join(unknown)}: protocol {self.name!r} has {', '.join(self.datasets)}; "
+                              "without --protocol, --datasets runs exactly the datasets given")
         degs = list(dict.fromkeys(g for _, g in self.jobs if not qfs or g.qf in qfs))
         jobs = [(d, g) for d, g in self.jobs if (not datasets or d in datasets) and g in degs]
-        for d in datasets or ():
-            if d not in self.datasets:
-                jobs += [(d, g) for g in degs]
+        jobs += [(d, g) for d in extra for g in degs]
         return replace(self, jobs=tuple(jobs))
+
+    @classmethod
+    def adhoc(cls, datasets: list[str], qfs: list[int], models: tuple[str, ...]) -> Protocol:
+        """A blind run on exactly these datasets and QFs (single JPEG): ``cirbench run`` without --protocol."""
+        for d in datasets:
+            if d not in REGISTRY and not d.startswith("folder:"):
+                raise ConfigError(f"unknown dataset {d!r}{closest(d, REGISTRY)}; known: {', '.join(REGISTRY)}, "
+                                  "or folder:PATH")
+        _qf_list(qfs, "--qf", "the QFs")
+        text = f"adhoc blind datasets={','.join(datasets)} qfs={','.join(map(str, qfs))}"
+        jobs = tuple(dict.fromkeys((d, Degradation(q)) for d in datasets for q in qfs))
+        return cls("adhoc", "1", f"ad-hoc blind run: {', '.join(datasets)} at QF {', '.join(map(str, qfs))}",
+                   Path("<command line>"), hashlib.sha256(text.encode()).hexdigest(), models, False, "single", jobs)
 
 
 def list_protocols() -> dict[str, Path]:

@@ -6,7 +6,9 @@ report, plot and regression check is computed from these two files alone.
 A record has the fields in ``FIELDS`` (and may carry extra ones, e.g. FBCNN's ``qf_pred``).
 Records are keyed by ``KEY`` (one record per image, degradation, metric space, model setting);
 a run that is restarted skips every key already present. A final line cut short by a crash is
-ignored on read and truncated away before the next append, so nothing partial survives.
+ignored on read and truncated away before the next append, so nothing partial survives. Any other
+malformed line (a disk error, a hand edit) is an error naming the file and the line: never a silent drop.
+:func:`check_run` validates a whole run folder (``cirbench records check``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..errors import RunError
 from ..files import dumps, from_json, loads
 
 __all__ = ["FIELDS", "KEY", "GROUP", "RecordWriter", "iter_records", "read_records", "read_run_info",
-           "output_image_path", "gt_image_path"]
+           "output_image_path", "gt_image_path", "check_run"]
 
 RECORDS_FILE = "records.jsonl"
 RUN_FILE = "run.json"
@@ -67,22 +70,36 @@ def _key(rec: dict) -> tuple:
     return tuple(rec[k] for k in KEY)
 
 
+def _lines(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line number, record) per complete line, or (line number, problem) for a malformed one."""
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                return  # the write of this last line never finished: truncated away before the next append
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield n, f"not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+                continue
+            if not isinstance(rec, dict):
+                yield n, "not a JSON object"
+                continue
+            yield n, {k: from_json(v) for k, v in rec.items()}
+
+
 def iter_records(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield complete records of a records file; a torn final line is skipped."""
+    """Yield the records of a records file; a torn final line is skipped, any other malformed line is a
+    RunError naming the file and the line."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORDS_FILE
     if not path.exists():
         return
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break  # the write of this line never finished
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            yield {k: from_json(v) for k, v in rec.items()}
+    for n, rec in _lines(path):
+        if isinstance(rec, str):
+            raise RunError(f"{path}:{n}: malformed record ({rec}); restore the file from a backup, or delete that "
+                           "line and rerun to recompute it (`cirbench records check` lists every problem)")
+        yield rec
 
 
 def read_records(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]):
@@ -154,3 +171,54 @@ class RecordWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_run(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Validate a run folder: every line parses, records have the schema's fields and types, no key is
+    recorded twice, and each (model, dataset, degradation, QF) covers the images run.json announces.
+    Returns (errors, notes)."""
+    run = Path(run_dir)
+    path = run / RECORDS_FILE
+    if not path.is_file():
+        return [f"{path}: not found (not a run folder)"], []
+    errors, notes = [], []
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        notes.append(f"{path}: the last line is cut short (a killed run); the next run removes it")
+    seen: dict[tuple, int] = {}
+    images: dict[tuple, set] = {}
+    for n, rec in _lines(path):
+        if isinstance(rec, str):
+            errors.append(f"{path}:{n}: {rec}")
+            continue
+        missing = [f for f in FIELDS if f not in rec]
+        if missing:
+            errors.append(f"{path}:{n}: lacks {', '.join(missing)}")
+            continue
+        bad = [f for f in ("psnr", "ssim", "psnrb", "seconds") if not isinstance(rec[f], (int, float))]
+        bad += [f for f in ("qf", "height", "width") if not isinstance(rec[f], int) or isinstance(rec[f], bool)]
+        if bad:
+            errors.append(f"{path}:{n}: {', '.join(bad)} of the wrong type")
+            continue
+        key = tuple(rec[k] for k in KEY)
+        if key in seen:
+            errors.append(f"{path}:{n}: duplicate of line {seen[key]} ({'/'.join(map(str, key))})")
+            continue
+        seen[key] = n
+        images.setdefault(tuple(rec[k] for k in ("model", "setting", "dataset", "degradation", "qf")),
+                          set()).add(rec["image"])
+    info = read_run_info(run) if (run / RUN_FILE).is_file() else {}
+    if not info:
+        errors.append(f"{run / RUN_FILE}: missing: the run's provenance is lost")
+    announced = {d: v.get("images") for d, v in info.get("datasets", {}).items()}
+    skipped = {d: len(v) for d, v in info.get("skipped_images", {}).items()}
+    whole = info.get("shard", "1/1") == "1/1"  # a shard covers a part of each dataset by design
+    for (model, _, dataset, deg, qf), imgs in sorted(images.items(), key=str):
+        want = announced.get(dataset)
+        if whole and want is not None and len(imgs) < want - skipped.get(dataset, 0):
+            notes.append(f"{model} {dataset} {deg} QF {qf}: {len(imgs)} of {want} images "
+                         f"({skipped.get(dataset, 0)} skipped): an unfinished run (rerun it to complete)")
+    unknown_models = {k[0] for k in images} - set(info.get("models", {}))
+    if info and unknown_models:
+        errors.append(f"{run / RUN_FILE}: has no entry for model(s) {', '.join(sorted(unknown_models))}")
+    return errors, notes

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from .. import __version__, jpeg
-from ..errors import ConfigError, DatasetMissing, RunError
-from ..files import atomic_write, dumps, loads
+from ..errors import ConfigError, DatasetMissing, InvalidInputs, RunError
+from ..files import FolderLock, atomic_write, dumps, loads
 from ..jpeg import Degradation
 from ..metrics import Y_CONVENTION, image_metrics, spaces_of
-from ..zoo.restorer import Restorer
+from ..zoo.restorer import Restorer, Target
 from .datasets import Dataset, get_dataset
+from .preflight import check_files, expected_output_shape, output_problem
 from .protocols import Protocol
 from .records import RUN_FILE, RecordWriter, gt_image_path, output_image_path
 
@@ -126,6 +127,11 @@ class _Item:
     degradation: Degradation
     compressed: jpeg.Compressed
 
+    @property
+    def target(self) -> Target:
+        d = self.degradation
+        return Target(self.dataset.name, self.image, d.name, d.qf, d.qf1)
+
 
 def _prefetch(gen: Iterator, depth: int = 2) -> Iterator:
     """Run a generator in a background thread, ``depth`` items ahead; re-raise its errors here."""
@@ -173,11 +179,14 @@ def run_protocol(
     device: str = "cpu",
     progress: bool | None = None,
     save_images: bool = False,
+    skip_invalid: bool = False,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> RunSummary:
-    """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``."""
-    from tqdm import tqdm
+    """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``.
 
+    One process at a time writes a run folder (a second is refused at once). Every input is checked before
+    any model runs: problems stop the run (exit 2, nothing computed), or with ``skip_invalid`` the bad files
+    are left out, named, and listed in run.json."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +195,16 @@ def run_protocol(
         probe.unlink()
     except OSError as exc:
         raise RunError(f"{out}: output directory is not writable ({exc.strerror}); choose another --out") from None
+    with FolderLock(out, "run"):
+        return _run_locked(protocol, models, out, data_root=data_root, required_datasets=required_datasets,
+                           shard=shard, device=device, progress=progress, save_images=save_images,
+                           skip_invalid=skip_invalid, log=log)
+
+
+def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, data_root, required_datasets,
+                shard, device, progress, save_images, skip_invalid, log) -> RunSummary:
+    from tqdm import tqdm
+
     old = loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     if old.get("protocol", {}).get("name") not in (None, protocol.name):
         raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
@@ -202,18 +221,6 @@ def run_protocol(
                 raise RunError(str(exc)) from None
             summary.skipped_datasets[name] = str(exc)
             log(f"skipped {exc}")
-    info = provenance(protocol, device)
-    info["started"] = old.get("started") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    info["shard"] = f"{shard[0] + 1}/{shard[1]}"
-    info["models"] = {n: {"params": m.info.params, "description": m.info.description, **m.info.extra}
-                      for n, m in models.items()}
-    info["datasets"] = {n: {"images": len(d), "source": d.source, "manifest_sha256": d.manifest_sha256}
-                        for n, d in datasets.items()}
-    info["skipped"] = summary.skipped_datasets
-    info["images_saved"] = bool(save_images or old.get("images_saved"))
-    _update_run_json(out, info)
-
-    writer = RecordWriter(out)
     jobs = [(d, g) for d, g in protocol.jobs if d in datasets]
     # Shard by image so every shard sees every degradation of its images (identical records to one run).
     work = [(datasets[d], name, path, g) for d, g in jobs for name, path in datasets[d]]
@@ -222,6 +229,24 @@ def run_protocol(
         order.setdefault((ds.name, name), len(order))
     work = [w for w in work if order[(w[0].name, w[1])] % shard[1] == shard[0]]
     settings = {n: _setting_of(m) for n, m in models.items()}
+    work, invalid_outputs, skipped_images = _preflight(work, models, skip_invalid, log)
+    info = provenance(protocol, device)
+    info["started"] = old.get("started") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    info["shard"] = f"{shard[0] + 1}/{shard[1]}"
+    info["models"] = {n: {"params": m.info.params, "description": m.info.description, **m.info.extra}
+                      for n, m in models.items()}
+    labels = [d.name for d in datasets.values()]
+    clash = sorted({n for n in labels if labels.count(n) > 1})
+    if clash:
+        raise RunError(f"two folder datasets are both labelled {clash[0]!r} (their folders' names); rename one folder")
+    info["datasets"] = {d.name: {"images": len(d), "source": d.source, "manifest_sha256": d.manifest_sha256,
+                                 **({"path": str(d.root)} if d.source == "folder" else {})}
+                        for d in datasets.values()}
+    info["skipped"] = summary.skipped_datasets
+    info["skipped_images"] = {**old.get("skipped_images", {}), **skipped_images}
+    info["images_saved"] = bool(save_images or old.get("images_saved"))
+    _update_run_json(out, info)
+    writer = RecordWriter(out)
 
     def pending(ds: Dataset, name: str, deg: Degradation) -> list[str]:
         """Models still to run on this image: done means every space image_metrics scores it in is
@@ -231,7 +256,7 @@ def run_protocol(
             key = dict(model=m, setting=settings[m], dataset=ds.name, image=name, degradation=deg.name,
                        qf=deg.qf)
             done = any(all(writer.has(**key, space=s) for s in spaces_of(c)) for c in (1, 3))
-            if not done:
+            if not done and (m, ds.name, name, deg) not in invalid_outputs:
                 todo.append(m)
         return todo
 
@@ -243,7 +268,8 @@ def run_protocol(
         cache: tuple[str, np.ndarray] | None = None
         for (ds, name, path, deg), todo in todo_work:
             if cache is None or cache[0] != str(path) + str(ds.gray):
-                cache = (str(path) + str(ds.gray), ds.load(path))
+                # notes are dropped: the preflight listed each file's warnings once
+                cache = (str(path) + str(ds.gray), ds.load(path, notes=[]))
             comp, gt = deg.apply(cache[1])
             yield _Item(ds, name, gt, deg, comp), todo
 
@@ -283,7 +309,8 @@ def run_protocol(
         for item, todo in _prefetch(produce()):
             for m in todo:
                 qf = item.degradation.qf if protocol.give_qf else None
-                restored = models[m].restore(item.compressed.pixels, qf)
+                extra = {"target": item.target} if getattr(models[m], "wants_target", False) else {}
+                restored = models[m].restore(item.compressed.pixels, qf, **extra)
                 summary.model_seconds += restored.seconds
                 pending_writes.append(pool.submit(score, item, m, restored))
             while pending_writes and pending_writes[0].done():
@@ -308,6 +335,43 @@ def run_protocol(
         log(f"warning: {len(summary.nonfinite)} outputs held NaN/Inf (flagged in records): "
             + "; ".join(summary.nonfinite[:3]))
     return summary
+
+
+def _preflight(work: list, models: dict[str, Restorer], skip_invalid: bool, log: Callable[[str], None]):
+    """Check every image (and released output) of ``work`` before any model runs. Returns the work without bad
+    images, the (model, dataset, image, degradation) items whose output is unusable, and the skipped files by
+    dataset; without ``skip_invalid`` any problem raises InvalidInputs listing them all."""
+    verdicts = check_files(path for _, _, path, _ in work)
+    readers = {n: m for n, m in models.items() if getattr(m, "wants_target", False)}
+    outputs = {}
+    if readers:
+        wanted = {(n, ds.name, name, deg): (m.path(_Item(ds, name, None, deg, None).target), ds, path)
+                  for ds, name, path, deg in work if verdicts[path].ok for n, m in readers.items()}
+        out_verdicts = check_files(o for o, _, _ in wanted.values())
+        for key, (opath, ds, path) in wanted.items():
+            want = expected_output_shape(verdicts[path].shape, key[3].shift)
+            gray = ds.gray or len(verdicts[path].shape) == 2  # a gray set, or a gray file in a folder
+            problem = output_problem(opath, out_verdicts[opath], want, gray)
+            if problem:
+                outputs[key] = problem
+    for v in verdicts.values():
+        for w in v.warnings:
+            log(f"warning: {w}")
+    bad = {p: v.error for p, v in verdicts.items() if not v.ok}
+    problems = list(bad.values()) + list(dict.fromkeys(outputs.values()))
+    if problems and not skip_invalid:
+        raise InvalidInputs(f"{len(problems)} input file(s) cannot be evaluated, of {len(verdicts)} images checked "
+                            "(listed above); fix them or pass --skip-invalid to run on the others. Nothing was "
+                            "computed.", details=problems)
+    skipped: dict[str, dict[str, str]] = {}
+    for ds, name, path, _ in work:
+        if path in bad:
+            skipped.setdefault(ds.name, {})[name] = bad[path]
+    for (n, ds_name, name, deg), problem in outputs.items():
+        skipped.setdefault(ds_name, {})[f"{name} [{n} {deg.name} q{deg.qf}]"] = problem
+    for problem in problems:
+        log(f"skipped: {problem}")
+    return [w for w in work if w[2] not in bad], set(outputs), skipped
 
 
 def _save_png(path: Path, img: np.ndarray) -> None:

@@ -119,9 +119,15 @@ def provenance(run_dirs) -> dict:
         return ", ".join(p for p in parts if p) or None
 
     models: dict = {}
+    skipped: dict = {}
+    images: dict = {}
     for i in infos:
         for name, m in (i.get("models") or {}).items():
             models.setdefault(name, {}).update({k: v for k, v in (m or {}).items() if v is not None})
+        for ds, files in (i.get("skipped_images") or {}).items():
+            skipped.setdefault(ds, {}).update(files)
+        for ds, d in (i.get("datasets") or {}).items():
+            images[ds] = max(images.get(ds, 0), (d or {}).get("images") or 0)
     return {
         "protocol": distinct(proto(i) for i in infos),
         "protocol_sha256": distinct(get(i, "protocol", "sha256") for i in infos),
@@ -132,6 +138,8 @@ def provenance(run_dirs) -> dict:
         "device": distinct(i.get("device") for i in infos),
         "threads": distinct(i.get("threads") for i in infos),
         "models": models,
+        "skipped_images": skipped,
+        "dataset_images": images,
         "runs": [str(d) for d in run_dirs],
     }
 

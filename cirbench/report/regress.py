@@ -24,6 +24,7 @@ import datetime as _dt
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,7 +259,21 @@ def compare(base: dict, run_dirs: list[Path] | Path, *, tol_override: dict | Non
         kd = dict(zip(ENTRY_KEYS, key, strict=True))
         if key not in seen and kd["model"] in base.get("models", [kd["model"]]) and keep(kd["dataset"], kd["qf"]):
             rows.append(Row(kd, None, v, None, NEW, None, n))
+    _warn_unequal_image_sets(got)
     return rows
+
+
+def _warn_unequal_image_sets(got: dict) -> None:
+    """Means over different image sets are never compared silently: warn when models' n differ for a cell."""
+    cells: dict[tuple, dict[str, int]] = {}
+    for key, (_, n) in got.items():
+        k = dict(zip(ENTRY_KEYS, key, strict=True))
+        if k["metric"] == "psnr":
+            cells.setdefault((k["dataset"], k["degradation"], k["qf"], k["space"]), {})[k["model"]] = n
+    for (dataset, degradation, qf, space), ns in cells.items():
+        if len(set(ns.values())) > 1:
+            warnings.warn(f"{dataset} {degradation} QF {qf} ({space}): the models' means cover different image sets "
+                          f"({', '.join(f'{m} {n}' for m, n in ns.items())} images)", stacklevel=3)
 
 
 def render_rows(rows: list[Row], fmt: str = "simple") -> str:

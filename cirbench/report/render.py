@@ -44,6 +44,7 @@ from .tables import (
     columns_of,
     conventions_caption,
     conventions_table,
+    coverage,
     efficiency_table,
     notes_of,
     published_rows,
@@ -359,7 +360,9 @@ def render(
 
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
     groups = column_groups(columns, len(metrics))
-    tables = [quality_table(agg, cols, row_keys, list(metrics), pub, sources, suffix) for suffix, cols in groups]
+    marked, coverage_notes = coverage(agg, prov)
+    tables = [quality_table(agg, cols, row_keys, list(metrics), pub, sources, suffix, marked)
+              for suffix, cols in groups]
     if cmp is not None:
         tables += [ci_table(cmp, cols, row_keys, reference, suffix) for suffix, cols in groups]
     tables += [t for suffix, cols in groups if (t := qf_table(agg, cols, row_keys, suffix))]
@@ -367,7 +370,7 @@ def render(
     if eff:
         tables.append(eff)
     caption = caption_text(space, metrics, prov, bool(sources))
-    notes = notes_of(sources, prov, efficiency) + pub_notes
+    notes = notes_of(sources, prov, efficiency) + pub_notes + coverage_notes
     return _write(fmt, tables, caption, notes, plots_dir)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ DECIMALS = {"psnr": 2, "ssim": 4, "psnrb": 2}
 NAMES = {"psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B"}
 DASH = "–"
 DAGGER = "†"
+PARTIAL = "‡"
 
 
 MAX_COLUMNS = 8
@@ -186,9 +188,10 @@ def _ranks(values: dict, decimals: int) -> dict:
     return style
 
 
-def _heads(columns, title: str, suffix: str) -> tuple[str, list[str], list[str]]:
-    """Title, spanning groups and labels: a one-dataset table names its dataset in the title instead."""
-    labels = [_column_label(c[1], c[2]) for c in columns]
+def _heads(columns, title: str, suffix: str, marked=frozenset()) -> tuple[str, list[str], list[str]]:
+    """Title, spanning groups and labels: a one-dataset table names its dataset in the title instead.
+    ``marked`` columns (means over fewer images than announced, or over different image sets) carry ‡."""
+    labels = [_column_label(c[1], c[2]) + (f" {PARTIAL}" if c in marked else "") for c in columns]
     if suffix:
         return f"{title} — {suffix}", [""] * len(columns), labels
     return title, [c[0] for c in columns], labels
@@ -198,8 +201,9 @@ def _empty(cells: list[list[Part]]) -> bool:
     return all(p.text == DASH for cell in cells for p in cell)
 
 
-def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "") -> Table:
-    title, groups, labels = _heads(columns, "Restoration quality: " + " / ".join(NAMES[m] for m in metrics), suffix)
+def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "", marked=frozenset()) -> Table:
+    title, groups, labels = _heads(columns, "Restoration quality: " + " / ".join(NAMES[m] for m in metrics), suffix,
+                                   marked)
     t = Table(title, "Method", groups, labels)
     cells = {(r.model, r.setting, r.dataset, r.degradation, r.qf, r.space): r for r in agg.itertuples()}
     ranked = [k for k in row_keys if k[0] != BASELINE]
@@ -395,6 +399,33 @@ def conventions_caption(metrics, prov: dict) -> str:
         + "y: " + SPACE_TEXT["y"] + "; y-float: " + SPACE_TEXT["y-float"] + "; y-full: " + SPACE_TEXT["y-full"]
         + "; rgb: " + SPACE_TEXT["rgb"] + "."
     )
+
+
+def coverage(agg: pd.DataFrame, prov: dict) -> tuple[set[tuple], list[str]]:
+    """Columns whose means do not cover the whole dataset, and why: images skipped as invalid
+    (``--skip-invalid``: "n of m images (k skipped)"), or models whose means cover different image sets
+    (never compared silently: also a warning)."""
+    marked, notes = set(), []
+    announced = prov.get("dataset_images", {})
+    for ds, files in prov.get("skipped_images", {}).items():
+        cols = [c for c in {(r.dataset, r.degradation, r.qf, r.space) for r in agg.itertuples()} if c[0] == ds]
+        if not cols or not files:
+            continue
+        marked.update(cols)
+        m = announced.get(ds)
+        names = ", ".join(sorted(files)[:5]) + (" ..." if len(files) > 5 else "")
+        total = f"{m - len(files)} of {m} images" if m else "fewer images"
+        notes.append(f"{PARTIAL} {ds}: {total} ({len(files)} skipped as invalid: {names}; reasons in run.json).")
+    for col, grp in agg.groupby(["dataset", "degradation", "qf", "space"], sort=False):
+        ns = dict(zip(grp["model"] + grp["setting"].map(lambda s: "" if s == "single" else f" ({s})"),
+                      grp["n_images"], strict=True))
+        if len(set(ns.values())) > 1:
+            marked.add(col)
+            text = (f"{col[0]} {_column_label(col[1], col[2])} ({col[3]}): the means cover different image sets "
+                    f"({', '.join(f'{k} {v}' for k, v in ns.items())} images); compare them with care")
+            notes.append(f"{PARTIAL} {text}.")
+            warnings.warn(text, stacklevel=2)
+    return marked, notes
 
 
 def notes_of(sources: list[str], prov: dict, efficiency: bool) -> list[str]:

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..archs import build_arch
 from ..errors import ConfigError, RunError
-from ..files import atomic_write
+from ..files import FolderLock, atomic_write
 from ..zoo.checkpoints import load_into, save_state_dict
 from ..zoo.inference import cpu_has_native_bf16
 from .config import (
@@ -258,7 +258,11 @@ class _Trainer:
                 "sampler": {"seed": self.cfg.seed, "next_step": self.step,
                             "batch_size": self.cfg.data.batch_size},
             }
-            atomic_write(self.out / CHECKPOINT_NAME, lambda fh: torch.save(state, fh))
+            try:
+                atomic_write(self.out / CHECKPOINT_NAME, lambda fh: torch.save(state, fh))
+            except OSError as exc:
+                raise RunError(f"{self.out / CHECKPOINT_NAME}: cannot write the checkpoint ({exc.strerror or exc}); "
+                               "the previous one is intact: free space and rerun with --resume") from None
         self.ctx.barrier()
 
     def load_checkpoint(self) -> None:
@@ -430,7 +434,9 @@ def train(
         cfg = override_steps(cfg, steps_override)
     ctx = _setup_distributed(cfg.runtime)
     try:
-        return _Trainer(cfg, Path(out_dir), ctx).run(resume, stop_at)
+        # Rank 0 writes every file: one training per output folder (a second one is refused at once).
+        with FolderLock(out_dir, "training") if ctx.main else contextlib.nullcontext():
+            return _Trainer(cfg, Path(out_dir), ctx).run(resume, stop_at)
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()

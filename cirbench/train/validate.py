@@ -22,7 +22,7 @@ __all__ = ["Validator"]
 
 
 def _psnr(gt: np.ndarray, out: np.ndarray) -> float:
-    m = image_metrics(gt, out)
+    m = image_metrics(gt, out, spaces=("y", "gray"))  # validation reads Y only
     return m["gray"]["psnr"] if "gray" in m else m["y"]["psnr"]
 
 

@@ -274,9 +274,13 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
         raise CheckpointError(f"{path}: entries must be str -> Tensor; bad entries: {bad[:MAX_LISTED]}")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
 
-    if suffix == SAFETENSORS_SUFFIX:
-        from safetensors.torch import save_file
+    try:
+        if suffix == SAFETENSORS_SUFFIX:
+            from safetensors.torch import save_file
 
-        # save_file wants a file name; it writes to the temp file atomic_write has open (fsync covers it).
-        return atomic_write(path, lambda fh: save_file(tensors, fh.name))
-    return atomic_write(path, lambda fh: torch.save(tensors, fh))
+            # save_file wants a file name; it writes to the temp file atomic_write has open (fsync covers it).
+            return atomic_write(path, lambda fh: save_file(tensors, fh.name))
+        return atomic_write(path, lambda fh: torch.save(tensors, fh))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write the weights ({exc.strerror or exc}); the previous file, if any, "
+                              "is intact: free space and retry") from None

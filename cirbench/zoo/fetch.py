@@ -81,7 +81,7 @@ def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(
     if todo and offline():
         where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name)}" for f in todo)
         raise WeightsMissing(f"model {card.name!r}: weights not found and downloads are off (--offline / "
-                             f"CIRBENCH_OFFLINE=1); put them in place by hand: {where}")
+                             f"CIRBENCH_OFFLINE=1); put them in place by hand: {where} (or pass --weights PATH)")
     no_url = [f.name for f in todo if not f.url]
     if no_url:
         raise WeightsMissing(f"model {card.name!r}: {', '.join(no_url)} not found and the card names no URL; "

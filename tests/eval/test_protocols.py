@@ -3,7 +3,7 @@
 import pytest
 
 from cirbench.config import ConfigError
-from cirbench.eval.protocols import Degradation, list_protocols, load_protocol
+from cirbench.eval.protocols import Degradation, Protocol, list_protocols, load_protocol
 
 ALL7 = ["live1", "live1_gray", "classic5", "bsds500", "bsds500_gray", "div2k", "div2k_gray"]
 
@@ -139,8 +139,24 @@ def test_select_filters():
                       ("classic5", Degradation(10)), ("classic5", Degradation(40)))
     assert p.select().jobs == p.jobs
     assert len(p.select(qfs=[20]).jobs) == 7
-    assert p.select(["classic5"], [99]).jobs == ()
+    with pytest.raises(ConfigError, match="--qf 99: protocol 'blind' has QF 10,20,30,40"):
+        p.select(["classic5"], [99])
+    with pytest.raises(ConfigError, match="--datasets bsds500: protocol 'smoke' has classic5, live1"):
+        load_protocol("smoke").select(["bsds500"], [10])
+    with pytest.raises(ConfigError, match="unknown dataset 'set14'"):
+        p.select(["set14"], [10])
     extra = p.select(["folder:/some/where"], [10])
     assert extra.jobs == (("folder:/some/where", Degradation(10)),)
     d = load_protocol("double").select(["classic5"], [10])
     assert {g.name for _, g in d.jobs} == {f"double-q{q}-s{s}x{s}" for q in (10, 30, 50) for s in (4, 0)}
+
+
+def test_adhoc_runs_exactly_the_values_given():
+    p = Protocol.adhoc(["classic5", "folder:/x"], [10, 90], ("jpeg",))
+    assert p.name == "adhoc" and not p.give_qf
+    assert p.jobs == tuple((d, Degradation(q)) for d in ("classic5", "folder:/x") for q in (10, 90))
+    assert Protocol.adhoc(["classic5"], [10], ()).sha256 != Protocol.adhoc(["classic5"], [20], ()).sha256
+    with pytest.raises(ConfigError, match="did you mean 'classic5'"):
+        Protocol.adhoc(["clasic5"], [10], ())
+    with pytest.raises(ConfigError, match="1..100"):
+        Protocol.adhoc(["classic5"], [0], ())

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from cirbench.eval.records import FIELDS, KEY, RECORDS_FILE, RecordWriter, iter_records, read_records
+from cirbench.errors import RunError
+from cirbench.eval.records import FIELDS, KEY, RECORDS_FILE, RecordWriter, check_run, iter_records, read_records
 
 
 def rec(image="a.png", qf=10, space="gray", psnr=30.5, **extra):
@@ -62,14 +63,35 @@ def test_torn_last_line_ignored_and_repaired(tmp_path):
     assert len(path.read_text().splitlines()) == 3
 
 
-def test_garbage_complete_line_skipped(tmp_path):
+def test_malformed_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path):
     with RecordWriter(tmp_path) as w:
         w.write([rec("a.png")])
     with open(tmp_path / RECORDS_FILE, "a") as fh:
         fh.write("{not json\n")
+        fh.write(json.dumps(rec("b.png")) + "\n")
+    with pytest.raises(RunError, match=rf"{RECORDS_FILE}:2: malformed record"):
+        list(iter_records(tmp_path))
+    with pytest.raises(RunError, match=":2: malformed"):  # a resume refuses too: nothing is silently dropped
+        RecordWriter(tmp_path)
+    errors, _ = check_run(tmp_path)
+    assert any(":2: not JSON" in e for e in errors)
+
+
+def test_records_check_finds_duplicates_schema_and_counts(tmp_path, capsys):
+    from cirbench.cli import main
+
     with RecordWriter(tmp_path) as w:
-        w.write([rec("b.png")])
-    assert [r["image"] for r in iter_records(tmp_path)] == ["a.png", "b.png"]
+        w.write([rec("a.png"), rec("b.png")])
+    (tmp_path / "run.json").write_text(json.dumps({"models": {"jpeg": {}}, "datasets": {"classic5": {"images": 3}}}))
+    assert main(["records", "check", str(tmp_path)]) == 0
+    assert "2 of 3 images" in capsys.readouterr().out  # an unfinished run is a note, not an error
+    good = (tmp_path / RECORDS_FILE).read_text().splitlines()
+    bad = {**json.loads(good[0])}
+    del bad["psnr"]
+    (tmp_path / RECORDS_FILE).write_text("\n".join([*good, good[0], json.dumps(bad)]) + "\n")
+    assert main(["records", "check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert ":3: duplicate of line 1" in out and ":4: lacks psnr" in out
 
 
 def test_duplicate_keys_skipped(tmp_path):

@@ -367,3 +367,27 @@ def test_html_fits_and_keeps_its_header(wide_run):
     for table in re.findall(r"<table>.*?</table>", page, re.S):
         head = re.search(r"<thead>(.*?)</thead>", table, re.S)[1]
         assert head.count("<th") - 1 <= 8  # at most 8 columns beside the method
+
+
+def test_skipped_images_and_unequal_image_sets_are_marked(tmp_path):
+    """--skip-invalid runs say "n of m images (k skipped)" beside the means; models whose means cover
+    different image sets are marked and warned about, never compared silently."""
+    import shutil
+
+    from cirbench.eval.records import iter_records
+
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    info = json.loads((run / "run.json").read_text())
+    info["datasets"] = {"live1": {"images": 4}, "classic5": {"images": 3}}
+    info["skipped_images"] = {"live1": {"bad.png": "bad.png: corrupt or truncated image; replace the file"}}
+    (run / "run.json").write_text(json.dumps(info))
+    md = render(run, "md")
+    assert "QF 10 ‡" in md and "live1: 3 of 4 images (1 skipped as invalid: bad.png" in md
+    # one model loses an image of classic5 at QF 20: its mean covers 2 images, the others' 3
+    recs = [r for r in iter_records(run) if not (r["model"] == "swinir" and r["dataset"] == "classic5"
+                                                 and r["qf"] == 20 and r["image"] == "baboon.bmp")]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.warns(UserWarning, match="classic5 QF 20 .*different image sets"):
+        md = render(run, "md")
+    assert "swinir 2" in md and "jpeg 3" in md

@@ -20,6 +20,7 @@ from cirbench.cli import main
 from cirbench.config import ConfigError
 from cirbench.errors import WeightsMissing
 from cirbench.eval.records import iter_records
+from cirbench.metrics import spaces_of
 from cirbench.zoo.cards import list_cards, load_card
 from cirbench.zoo.checkpoints import save_state_dict
 from cirbench.zoo.factory import build_network, create_model
@@ -107,11 +108,13 @@ def cards_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def crops(tmp_path) -> Path:
-    """Two 48x40 colour crops of embedded LIVE1 images, as a ``folder:`` dataset."""
+    """Two 48x40 colour crops of scikit-image's bundled photographs, as a ``folder:`` dataset."""
+    import skimage.data
+
     d = tmp_path / "crops"
     d.mkdir()
-    for name, (x, y) in (("bikes", (200, 120)), ("building2", (64, 300))):
-        im = Image.open(REPO / "cirbench" / "data" / "live1" / f"{name}.bmp").convert("RGB")
+    for name, (x, y) in (("astronaut", (200, 120)), ("coffee", (64, 300))):
+        im = Image.fromarray(getattr(skimage.data, name)())
         im.crop((x, y, x + 48, y + 40)).save(d / f"{name}.png")
     return d
 
@@ -282,7 +285,7 @@ def test_cirbench_run_end_to_end(cards_dir, tmp_path, crops, user_module_importa
     assert set(by_model) == {*names, "TinyNet"}
     for model, rs in by_model.items():
         assert sorted((r["image"], r["space"]) for r in rs) == sorted(
-            (i, s) for i in ("bikes.png", "building2.png") for s in ("y", "rgb")), model
+            (i, s) for i in ("astronaut.png", "coffee.png") for s in spaces_of(3)), model
         assert all(r["qf"] == 10 and r["setting"] == "single" and np.isfinite(r["psnr"]) for r in rs)
         assert all((r["height"], r["width"]) == (40, 48) for r in rs)
     assert all(0 <= r["qf_pred"] <= 100 for r in by_model["tiny-fbcnn"])
@@ -302,7 +305,7 @@ def test_nonblind_run_gives_fbcnn_the_qf(cards_dir, tmp_path, crops):
     assert main(["run", "--protocol", "nonblind", "--models", "tiny-fbcnn", "--datasets", f"folder:{crops}",
                  "--qf", "30", "--out", str(out)]) == 0
     recs = list(iter_records(out))
-    assert len(recs) == 4 and all(r["qf"] == 30 and "qf_pred" in r for r in recs)
+    assert len(recs) == 2 * len(spaces_of(3)) and all(r["qf"] == 30 and "qf_pred" in r for r in recs)
 
 
 def test_per_qf_checkpoints_are_picked_by_the_protocol_qf(cards_dir, tmp_path, crops):
@@ -317,14 +320,14 @@ def test_per_qf_checkpoints_are_picked_by_the_protocol_qf(cards_dir, tmp_path, c
                  "--qf", "10,40", "--out", str(out)]) == 0
     recs = [r for r in iter_records(out) if r["space"] == "y"]
     assert sorted((r["image"], r["qf"]) for r in recs) == sorted(
-        (i, q) for i in ("bikes.png", "building2.png") for q in (10, 40))
+        (i, q) for i in ("astronaut.png", "coffee.png") for q in (10, 40))
     # Each QF's numbers are those of its own checkpoint, run on its own.
     for qf in (10, 40):
         alone = create_model(str(cards_dir / f"{name}.toml"), weights=cards_dir / f"q{qf}.safetensors")
-        img = np.asarray(Image.open(crops / "bikes.png"))
+        img = np.asarray(Image.open(crops / "astronaut.png"))
         comp = jpeg.compress(img, qf).pixels
         want = metrics.image_metrics(img, alone.restore(comp).image)["y"]["psnr"]
-        got = next(r["psnr"] for r in recs if r["image"] == "bikes.png" and r["qf"] == qf)
+        got = next(r["psnr"] for r in recs if r["image"] == "astronaut.png" and r["qf"] == qf)
         assert got == pytest.approx(want, abs=1e-9)
     assert main(["run", "--protocol", "blind", "--models", name, "--datasets", f"folder:{crops}",
                  "--qf", "10", "--out", str(tmp_path / "blind")]) == 2  # needs the QF
@@ -336,7 +339,7 @@ def test_weights_flag_overrides_the_card(cards_dir, tmp_path, crops):
     out = tmp_path / "run"
     assert main(["run", "--models", "tiny-promptir", "--weights", str(path), "--datasets", f"folder:{crops}",
                  "--qf", "10", "--out", str(out)]) == 0
-    assert len(list(iter_records(out))) == 4
+    assert len(list(iter_records(out))) == 2 * len(spaces_of(3))
 
 
 # --- user models -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Scale-out (issue 7, goal 4): two concurrent ``cirbench run --shard K/2`` processes, merged with
-``cirbench merge``, give exactly the records of one single-process run (apart from the timing field).
+"""Scale-out: two concurrent ``cirbench run --shard K/2`` processes merged with ``cirbench merge``, and
+``torchrun --nproc_per_node=2 -m cirbench run`` (2 gloo processes), give exactly the records of one
+single-process run (apart from the timing field), and the same report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cirbench.archs import build_arch
 from cirbench.eval.datasets import get_dataset
 from cirbench.eval.merge import canonical
 from cirbench.eval.records import iter_records
+from cirbench.metrics import spaces_of
 from cirbench.zoo.checkpoints import save_state_dict
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=0, window_size=8, squeeze_factor=4,
@@ -43,11 +45,11 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("shard")
     data = root / "data"
     data.mkdir()
-    live1, classic5 = get_dataset("live1"), get_dataset("classic5")
-    for i, (name, path) in enumerate(list(live1)[:3]):
-        Image.fromarray(live1.load(path)[100:148, 200:264]).save(data / f"c{i}_{Path(name).stem}.png")
-    for i, (name, path) in enumerate(list(classic5)[:2]):
-        Image.fromarray(classic5.load(path)[64:112, 64:128]).save(data / f"g{i}_{Path(name).stem}.png")
+    colour, gray = get_dataset("samples"), get_dataset("samples_gray")  # scikit-image's photographs
+    for i, (name, path) in enumerate(list(colour)[:3]):
+        Image.fromarray(colour.load(path)[100:148, 200:264]).save(data / f"c{i}_{Path(name).stem}.png")
+    for i, (name, path) in enumerate(list(gray)[:2]):
+        Image.fromarray(gray.load(path)[64:112, 64:128]).save(data / f"g{i}_{Path(name).stem}.png")
     cards = root / "cards"
     cards.mkdir()
     torch.manual_seed(0)
@@ -91,8 +93,8 @@ def test_two_shard_processes_merge_to_the_single_run(setup):
     images = [{r["image"] for r in part} for part in parts]
     assert all(images) and not images[0] & images[1]  # both shards did work, on disjoint images
     want = _records(single)
-    # 5 images x 2 QFs x 2 models; colour images have y and rgb records, gray ones gray
-    assert len(want) == (3 * 2 + 2) * 2 * 2
+    # 5 images x 2 QFs x 2 models; colour images have a record per colour space, gray ones one
+    assert len(want) == (3 * len(spaces_of(3)) + 2) * 2 * 2
     assert {r["model"] for r in want} == {"jpeg", "tiny-random"}
     got = _records(merged)
     assert got == want
@@ -102,3 +104,43 @@ def test_two_shard_processes_merge_to_the_single_run(setup):
     # the model really restored something: its PSNR differs from the JPEG input's
     by_key = {(r["model"], r["image"], r["qf"], r["space"]): r["psnr"] for r in want}
     assert any(not np.isclose(v, by_key[("jpeg", *k[1:])]) for k, v in by_key.items() if k[0] == "tiny-random")
+
+
+def _without_timing(csv_text: str) -> str:
+    import csv
+    import io
+
+    rows = [{k: v for k, v in r.items() if k != "seconds_per_mp"} for r in csv.DictReader(io.StringIO(csv_text))]
+    return json.dumps(sorted(rows, key=json.dumps))  # rows follow the records' order, which merging canonicalises
+
+
+def test_torchrun_two_processes_leave_one_run_equal_to_the_single_one(setup):
+    from cirbench.report import render
+
+    root, data, env = setup
+    single = root / "single-t"
+    proc = subprocess.run(_run_args(data, single), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = root / "torchrun"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cirbench",
+           *_run_args(data, out)[3:]]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "merged" in proc.stderr
+    ranks = sorted(p.name for p in (out / "ranks").iterdir())
+    assert ranks == ["rank0-of-2", "rank1-of-2"]
+    parts = [{r["image"] for r in iter_records(out / "ranks" / r)} for r in ranks]
+    assert all(parts) and not parts[0] & parts[1]  # both ranks worked, on disjoint images
+    assert _records(out) == _records(single)
+    for fmt in ("csv", "md"):
+        ours, theirs = (render([d], fmt, efficiency=False) for d in (out, single))
+        if fmt == "csv":
+            assert _without_timing(ours) == _without_timing(theirs)
+        else:  # the caption names the same protocol, encoder and commit: the whole table is equal
+            assert ours == theirs
+    info = json.loads((out / "run.json").read_text())
+    assert sorted(m["shard"] for m in info["merged_from"]) == ["1/2", "2/2"]
+    # The same command again resumes every rank (nothing left) and merges again.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _records(out) == _records(single)
