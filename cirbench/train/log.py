@@ -85,7 +85,13 @@ def write_curves(log_path: Path, png_path: Path):
         sp = np.array([v for _, v in speed])
         w = max(1, len(sp) // 50)
         sm = np.convolve(sp, np.ones(w) / w, mode="valid") if w > 1 else sp
-        ax_speed.plot([s for s, _ in speed][w - 1 :], sm, lw=1.0)
+        ax_speed.plot([s for s, _ in speed][w - 1 :], sm, lw=1.0, label="samples/s")
+        waits = [r.get("data_wait_s") for r in records if "samples_per_s" in r]
+        if all(v is not None for v in waits):  # the share of each step spent waiting for data
+            share = np.array(waits) * sp / np.array([r["samples"] / r["step"] for r in records
+                                                     if "samples_per_s" in r])
+            ax_speed.plot([s for s, _ in speed], 100 * share, lw=0.6, alpha=0.6, label="% of step waiting for data")
+        ax_speed.legend()
     ax_speed.set(xlabel="step", ylabel="samples/s (incl. data wait)", title="throughput")
     for ax in (ax_loss, ax_speed):
         for r in records[1:]:

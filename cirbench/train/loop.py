@@ -364,6 +364,7 @@ class _Trainer:
                     continue
                 t0 = time.perf_counter()
                 for inp, target in self._loader(stage, self.step, min(last, end)):
+                    waited = time.perf_counter() - t0  # for the batch: a loader that keeps up makes this ~0
                     lr = self.optimizer.param_groups[0]["lr"]
                     loss = self._train_step(inp, target)
                     self.step += 1
@@ -373,7 +374,8 @@ class _Trainer:
                     t0 = now
                     record = {"step": self.step, "stage": stage, "loss": loss, "lr": lr,
                               "seconds": round(self.elapsed, 3), "samples": self.step * cfg.data.batch_size,
-                              "samples_per_s": round(cfg.data.batch_size / max(step_s, 1e-9), 3)}
+                              "samples_per_s": round(cfg.data.batch_size / max(step_s, 1e-9), 3),
+                              "data_wait_s": round(waited, 4)}
                     due = (cfg.val.every and self.step % cfg.val.every == 0) or self.step == total
                     if validator and due:
                         record.update(validator(self.ema))

@@ -331,5 +331,5 @@ def test_channels_last_trains_to_the_same_losses(images, tmp_path):
         cfg = config_from_dict(_table(images, runtime={"device": "cpu", "channels_last": cl}), "cl.toml")
         train(cfg, tmp_path / str(cl), steps_override=4)
         runs[cl] = [r["loss"] for r in read_log(tmp_path / str(cl) / "log.jsonl")]
-        assert all(r["samples_per_s"] > 0 for r in read_log(tmp_path / str(cl) / "log.jsonl"))
+        assert all(r["samples_per_s"] > 0 and r["data_wait_s"] >= 0 for r in read_log(tmp_path / str(cl) / "log.jsonl"))
     assert runs[True] == pytest.approx(runs[False], rel=1e-5)
