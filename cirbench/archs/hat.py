@@ -6,28 +6,34 @@ every forward, and the relative-position-index tensors live on the top-level mod
 in at call time.
 
 Internally an RHAG works on a channels-last ``(B, H, W, C)`` map; that is the same memory layout as
-HAT's ``(B, HW, C)`` tokens. Window attention and OCAB run through
-:func:`torch.nn.functional.scaled_dot_product_attention` with the relative position bias (and, for
-shifted windows, the -100 region mask) as an additive float mask. Only the windows in the last
-window-row/column of a shifted map carry a non-zero mask, so those are attended separately and no
-``(num_windows, N, N)`` mask is ever built for the whole image.
+HAT's ``(B, HW, C)`` tokens. Windows are gathered from it by pixel index (:func:`window_order`), which
+applies the cyclic shift of SW-MSA at the same time, so neither ``torch.roll`` nor a window partition
+copy of the map is made; attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
+with the relative position bias (and, for shifted windows, the -100 region mask) as an additive float
+mask. Only the windows in the last window-row/column of a shifted map carry a non-zero mask; they are
+ordered last and attended as groups that share one mask, so no ``(num_windows, N, N)`` mask is built.
 
-Without autograd, large maps are attended a few window rows at a time (:data:`CHUNK_PIXELS`).
+Without autograd the blocks update the residual map in place, a few window rows at a time
+(:data:`CHUNK_PIXELS`), the outputs scattered back by the same pixel index (``index_add_``); the
+per-pixel and 3x3-local work (LayerNorm, CAB, GDFN) runs in row bands (``restormer.BAND_PIXELS``).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .restormer import FeedForward
+from .restormer import FeedForward, band_rows, compute_dtype, fast_path
 
 __all__ = [
     "CHUNK_PIXELS",
     "calculate_rpi_sa",
     "calculate_rpi_oca",
     "calculate_shift_mask",
+    "window_order",
     "window_partition",
     "window_reverse",
     "ChannelAttention",
@@ -43,18 +49,19 @@ __all__ = [
 MASK_VALUE = -100.0
 
 # Without autograd, HAB window attention and OCAB run over groups of whole window rows of about this many
-# pixels when the map holds more than one group: their qkv / window / output copies (~12 C floats per pixel,
-# more for OCAB's overlapping keys) then exist for one group at a time (issue 7's memory goal). Windows are
-# attended independently, so the result is the whole-map one.
-CHUNK_PIXELS = 32768
+# pixels on the CPU: their qkv / window / output copies (~12 C floats per pixel, more for OCAB's overlapping
+# keys) then exist for one group at a time and stay in the CPU caches. Windows are attended independently,
+# so the result is the whole-map one.
+CHUNK_PIXELS = 16384
+ACCEL_CHUNK_PIXELS = 1 << 22  # on an accelerator: bounded memory, few kernel launches
 
 
-def _chunk_rows(h: int, w: int, window_size: int) -> int | None:
-    """Image rows per chunk (a multiple of the window size) if chunking applies, else None."""
-    if torch.is_grad_enabled():
+def _chunk_rows(h: int, w: int, window_size: int, device: torch.device | str = "cpu") -> int | None:
+    """Image rows per attention chunk (a multiple of the window size) without autograd, else None."""
+    if not fast_path():
         return None  # training keeps the whole-map path
-    rows = max(1, CHUNK_PIXELS // (window_size * w)) * window_size
-    return rows if rows < h else None
+    pixels = CHUNK_PIXELS if torch.device(device).type == "cpu" else ACCEL_CHUNK_PIXELS
+    return min(h, max(1, pixels // (window_size * w)) * window_size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,8 +134,9 @@ def calculate_shift_mask(h: int, w: int, window_size: int, shift_size: int) -> t
     return torch.zeros_like(diff).masked_fill_(diff != 0, MASK_VALUE)
 
 
+@lru_cache(maxsize=16)
 def _boundary_masks(window_size: int, shift_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The three non-zero mask patterns ``(N, N)`` of a shifted map.
+    """The three non-zero mask patterns ``(N, N)`` of a shifted map (row, column, corner); cached, read-only.
 
     Windows in the last window-row see row labels (1, 2), in the last column column labels (1, 2),
     the corner both; every other window has label 0 everywhere and needs no mask.
@@ -141,6 +149,83 @@ def _boundary_masks(window_size: int, shift_size: int) -> tuple[torch.Tensor, to
         diff = flat[None, :] - flat[:, None]
         masks.append(torch.zeros_like(diff).masked_fill_(diff != 0, MASK_VALUE))
     return masks[0], masks[1], masks[2]
+
+
+def window_order(
+    h: int, w: int, window_size: int, roll: int, masked: bool, row0: int = 0, row1: int | None = None
+) -> tuple[torch.Tensor, list[int]]:
+    """Flat pixel indices (into ``h * w``) of the windows of window rows ``row0:row1``, and windows per group.
+
+    Pixels are window-major, row-major within a window. ``roll``: the windows tile the map cyclically
+    shifted by ``-roll`` (pixel (i, j) of the shifted map is pixel ((i + roll) % h, (j + roll) % w)), as
+    ``torch.roll`` then :func:`window_partition` would give. ``masked``: windows are ordered as the
+    SW-MSA mask groups (interior, last column, last row, corner: the group sizes are returned), each
+    group in row-major order; otherwise in row-major order, one group.
+    """
+    nwh, nww = h // window_size, w // window_size
+    row1 = nwh if row1 is None else row1
+    wr = torch.arange(row0, row1).repeat_interleave(nww)
+    wc = torch.arange(nww).repeat(row1 - row0)
+    counts = [len(wr)]
+    if masked:
+        group = (wc == nww - 1).long() + 2 * (wr == nwh - 1).long()
+        order = torch.argsort(group, stable=True)
+        wr, wc = wr[order], wc[order]
+        counts = torch.bincount(group, minlength=4).tolist()
+    i = torch.arange(window_size)
+    rows = (wr[:, None] * window_size + i + roll) % h
+    cols = (wc[:, None] * window_size + i + roll) % w
+    return (rows[:, :, None] * w + cols[:, None, :]).flatten(), counts
+
+
+def _inverse(idx: torch.Tensor) -> torch.Tensor:
+    """Inverse of a permutation index."""
+    inv = torch.empty_like(idx)
+    inv[idx] = torch.arange(len(idx), device=idx.device)
+    return inv
+
+
+class _Scratch:
+    """Band buffers reused by every band of one inference call (no autograd).
+
+    A band's temporaries then land in memory the previous band used, warm in the caches, instead of fresh
+    allocations the kernel must fault in and zero. ``get`` returns a buffer per name and shape; a new one
+    is zero-filled (so padding that is never written stays zero).
+    """
+
+    def __init__(self, like: torch.Tensor):
+        self.like = like
+        self.bufs: dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def for_(cls, x: torch.Tensor) -> _Scratch | None:
+        """Scratch for computing on ``x``; None under autocast (its products pick their own dtype)."""
+        return None if torch.is_autocast_enabled(x.device.type) else cls(x)
+
+    def get(self, name: str, *shape: int) -> torch.Tensor:
+        key = (name, *shape)
+        if key not in self.bufs:
+            self.bufs[key] = self.like.new_zeros(shape)
+        return self.bufs[key]
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None):
+    """``F.linear`` of ``(..., C)`` data, into ``out`` (contiguous, same leading shape) when given."""
+    if out is None:
+        return F.linear(x, weight, bias)
+    x2, o2 = x.reshape(-1, x.shape[-1]), out.view(-1, out.shape[-1])
+    if bias is None:
+        torch.mm(x2, weight.t(), out=o2)
+    else:
+        torch.addmm(bias, x2, weight.t(), out=o2)
+    return out
+
+
+def _norm_into(out: torch.Tensor, x: torch.Tensor, norm: nn.Module) -> None:
+    """``out = norm(x)`` for one ``(H, W, C)`` map, in row bands (no whole-map temporary)."""
+    rows = band_rows(x.shape[1], x.device)
+    for r0 in range(0, x.shape[0], rows):
+        out[r0 : r0 + rows] = norm(x[r0 : r0 + rows])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,6 +247,10 @@ class ChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention(x)
 
+    def weights(self, mean: torch.Tensor) -> torch.Tensor:
+        """Per-channel factors ``(C,)`` for a map whose channel means are ``mean``."""
+        return self.attention[1:](mean.view(1, -1, 1, 1)).view(-1)
+
 
 class CAB(nn.Module):
     """Channel attention block: conv3x3 C->C/r, GELU, conv3x3 C/r->C, channel attention."""
@@ -178,12 +267,49 @@ class CAB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cab(x)
 
+    def convs_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The two convs of one ``(H, W, C)`` map into ``out``, in row bands; returns the channel factors.
+
+        ``CAB(x) = out * factors``. As in ``restormer.stem_bands``, every row of the first conv is computed
+        once: a band's buffer starts with the two rows above it, kept from the band before, and the second
+        conv pads only the width.
+        """
+        conv1, act, conv2, ca = self.cab
+        h, w, c = x.shape
+        rows = band_rows(w, x.device)
+        buf = x.new_empty(rows + 2, w, conv1.out_channels, dtype=compute_dtype(x))
+        total = x.new_zeros(c, dtype=torch.float32)
+        prev = 0
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            n = r1 - r0
+            # Buffer row j holds image row r0 - 1 + j; rows [a, b) of the first conv are new.
+            a, b = (0 if r0 == 0 else r0 + 1), min(r1 + 1, h)
+            if r0 == 0:
+                buf[0].zero_()
+            else:
+                buf[:2] = buf[prev : prev + 2].clone() if prev < 2 else buf[prev : prev + 2]
+            if b > a:
+                lo, hi = max(a - 1, 0), min(b + 1, h)
+                src = x[lo:hi][None].permute(0, 3, 1, 2)
+                if lo == a or hi == b:  # zero rows beyond the image
+                    src = F.pad(src, (0, 0, int(lo == a), int(hi == b)))
+                t = F.conv2d(src, conv1.weight, conv1.bias, padding=(0, 1))[0].permute(1, 2, 0)
+                torch.ops.aten.gelu.out(t, approximate=act.approximate, out=buf[a - r0 + 1 : b - r0 + 1])
+            if r1 == h:
+                buf[n + 1].zero_()
+            t = F.conv2d(buf[: n + 2][None].permute(0, 3, 1, 2), conv2.weight, conv2.bias, padding=(0, 1))
+            out[r0:r1] = t[0].permute(1, 2, 0)
+            total += out[r0:r1].sum((0, 1), dtype=torch.float32)
+            prev = n
+        return ca.weights((total / (h * w)).to(x.dtype))
+
 
 class WindowAttention(nn.Module):
     """Window multi-head self-attention with a learned relative position bias (W-MSA / SW-MSA).
 
-    Holds only the parameters (``relative_position_bias_table``, ``qkv``, ``proj``); the window
-    partition is done by :class:`HAB` so that shifted maps can route boundary windows separately.
+    Holds the parameters (``relative_position_bias_table``, ``qkv``, ``proj``) and attends windows
+    gathered by :func:`window_order`.
     """
 
     def __init__(self, dim: int, window_size: int, num_heads: int):
@@ -201,6 +327,14 @@ class WindowAttention(nn.Module):
         n = self.window_size * self.window_size
         return self.relative_position_bias_table[rpi.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
+    def group_masks(self, rpi: torch.Tensor, masked: bool, like: torch.Tensor) -> list[torch.Tensor]:
+        """The additive masks ``(1, heads, N, N)`` of the window groups of :func:`window_order`."""
+        bias = self.position_bias(rpi).to(like.dtype)
+        if not masked:
+            return [bias.contiguous()[None]]
+        row, col, corner = (m.to(like) for m in _boundary_masks(self.window_size, self.window_size // 2))
+        return [bias.contiguous()[None]] + [(bias + m)[None] for m in (col, row, corner)]
+
     def forward(self, x: torch.Tensor, rpi: torch.Tensor, shift_size: int = 0) -> torch.Tensor:
         """Attention over non-overlapping windows of an (already cyclically shifted) map.
 
@@ -211,83 +345,69 @@ class WindowAttention(nn.Module):
         Returns:
             ``(B, H, W, C)`` projected attention output, still in the shifted frame.
         """
-        h = x.shape[1]
-        bias = self.position_bias(rpi).to(x.dtype)
-        rows = _chunk_rows(h, x.shape[2], self.window_size)
-        if rows is None:
-            return self._attend(x, bias, shift_size, last_row=True)
-        out = x.new_empty(x.shape)
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            # Only the chunk holding the map's last window row has the shifted row labels (1, 2).
-            out[:, r0:r1] = self._attend(x[:, r0:r1], bias, shift_size, last_row=r1 == h)
-        return out
+        if fast_path():
+            out = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+            self.add_to_(out, x.contiguous(), rpi, roll=0, masked=shift_size > 0)
+            return out
+        return self.whole(x, rpi, roll=0, masked=shift_size > 0)
 
-    def _attend(self, x: torch.Tensor, bias: torch.Tensor, shift_size: int, last_row: bool) -> torch.Tensor:
-        """:meth:`forward` on whole window rows of the map; ``last_row``: they include the map's last one."""
+    def whole(self, x: torch.Tensor, rpi: torch.Tensor, roll: int, masked: bool) -> torch.Tensor:
+        """Projected attention of the windows of ``x`` (``(B, H, W, C)``) shifted by ``roll``, in x's frame."""
         b, h, w, c = x.shape
-        ws, nh = self.window_size, self.num_heads
-        d, n = c // nh, ws * ws
-        nwh, nww = h // ws, w // ws
-        # (B, nWh, ws, nWw, ws, 3, heads, d): a view, windows are sliced out of it per group below.
-        qkv = self.qkv(x).view(b, nwh, ws, nww, ws, 3, nh, d)
+        idx, counts = window_order(h, w, self.window_size, roll, masked)
+        idx = idx.to(x.device)
+        y = self.attend(x.reshape(b, h * w, c)[:, idx], self.group_masks(rpi, masked, x), counts)
+        return y[:, _inverse(idx)].view(b, h, w, c)
 
-        def windows(t: torch.Tensor) -> torch.Tensor:
-            # (B, r, ws, c, ws, 3, heads, d) -> (3, B, r, c, heads, N, d): the one copy per group.
-            t = t.permute(5, 0, 1, 3, 6, 2, 4, 7)
-            return t.reshape(3, b, t.shape[2], t.shape[3], nh, n, d)
+    def add_to_(self, x: torch.Tensor, xn: torch.Tensor, rpi: torch.Tensor, roll: int, masked: bool) -> None:
+        """``x += attention(xn)`` in place (no autograd), a few window rows at a time.
 
-        if shift_size == 0:
-            q, k, v = windows(qkv).flatten(1, 3)
-            del qkv
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-            del q, k, v
-            out = out.view(b, nwh, nww, nh, ws, ws, d)
-        else:
-            out = self._shifted(qkv, windows, bias, shift_size, b, nwh, nww, last_row)
-            del qkv
-        # (B, nWh, nWw, heads, ws, ws, d) -> (B, H, W, C)
-        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, c)
-        return self.proj(out)
-
-    def _shifted(self, qkv, windows, bias, shift_size, b, nwh, nww, last_row) -> torch.Tensor:
-        """SW-MSA: interior windows get the bias only; boundary windows get bias + region mask.
-
-        ``last_row`` says whether the map's last window row is among the ``nwh`` rows of ``qkv`` (a chunk
-        above it has only the last window column as boundary).
+        ``x`` and ``xn``: contiguous ``(B, H, W, C)``; windows as in :meth:`whole`.
         """
-        ws, nh = self.window_size, self.num_heads
-        d = qkv.shape[-1]
-        row_mask, col_mask, corner_mask = (m.to(qkv) for m in _boundary_masks(ws, shift_size))
-        top = nwh - 1 if last_row else nwh  # window rows without row labels
-        # Boundary group: the whole last window-row (nWw windows, corner last) if present, then the last
-        # column of the other rows. Windows are folded into the head axis so a single (1, nb*heads, N, N)
-        # mask broadcasts over the batch.
-        groups, masks = [], []
-        if last_row:
-            groups.append(windows(qkv[:, nwh - 1 :])[:, :, 0])  # (3, B, nWw, heads, N, d)
-            masks += [row_mask] * (nww - 1) + [corner_mask]
-        if top:
-            groups.append(windows(qkv[:, :top, :, nww - 1 :])[:, :, :, 0])  # (3, B, top, heads, N, d)
-            masks += [col_mask] * top
-        mask = torch.stack(masks)[:, None] + bias[None]  # (nb, heads, N, N)
-        q, k, v = (torch.cat(groups, dim=2) if len(groups) > 1 else groups[0]).flatten(2, 3)
-        del groups
-        out_b = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.flatten(0, 1)[None])
-        del q, k, v
-        out_b = out_b.view(b, len(masks), nh, ws, ws, d)
-        out_row, out_col = (out_b[:, :nww], out_b[:, nww:]) if last_row else (None, out_b)
-        if top == 0:
-            return out_row[:, None]
-        if nww > 1:
-            q, k, v = windows(qkv[:, :top, :, : nww - 1]).flatten(1, 3)
-            out_i = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-            del q, k, v
-            out_i = out_i.view(b, top, nww - 1, nh, ws, ws, d)
-            out_top = torch.cat([out_i, out_col[:, :, None]], dim=2)
-        else:
-            out_top = out_col[:, :, None]  # a single window column
-        return torch.cat([out_top, out_row[:, None]], dim=1) if last_row else out_top
+        b, h, w, c = x.shape
+        ws = self.window_size
+        masks = self.group_masks(rpi, masked, x)
+        step = _chunk_rows(h, w, ws, x.device) // ws
+        xf, xnf = x.view(b, h * w, c), xn.view(b, h * w, c)
+        scratch = _Scratch.for_(x)
+        for g0 in range(0, h // ws, step):
+            idx, counts = window_order(h, w, ws, roll, masked, g0, min(h // ws, g0 + step))
+            idx = idx.to(x.device)
+            if scratch is None:
+                tokens = xnf.index_select(1, idx)
+            else:
+                tokens = torch.index_select(xnf, 1, idx, out=scratch.get("tokens", b, len(idx), c))
+            xf.index_add_(1, idx, self.attend(tokens, masks, counts, scratch).to(x.dtype))
+
+    def attend(
+        self, tokens: torch.Tensor, masks: list[torch.Tensor], counts: list[int], scratch: _Scratch | None = None
+    ) -> torch.Tensor:
+        """Projected attention of window-major tokens ``(B, windows * N, C)``, same shape out.
+
+        Windows come in groups of ``counts`` (see :func:`window_order`), group i attended with ``masks[i]``.
+        ``scratch`` (no autograd): reuse its buffers for the intermediates and the result.
+        """
+        b, p, c = tokens.shape
+        nh, n = self.num_heads, self.window_size**2
+        d, nw = c // nh, p // n
+
+        def buf(name: str, *shape: int) -> torch.Tensor | None:
+            return None if scratch is None else scratch.get(name, *shape)
+
+        qkv = _linear(tokens, self.qkv.weight, self.qkv.bias, buf("qkv", b, p, 3 * c)).view(b, nw, n, 3, nh, d)
+        out = buf("out", b, nw, n, nh, d)
+        out = tokens.new_empty(b, nw, n, nh, d) if out is None else out
+        start = 0
+        for count, mask in zip(counts, masks, strict=True):
+            if count == 0:
+                continue
+            sl = slice(start, start + count)
+            start += count
+            # (B * count, heads, N, d) views of qkv: the CPU flash kernel takes strided inputs.
+            q, k, v = (qkv[:, sl, :, i].flatten(0, 1).transpose(1, 2) for i in range(3))
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out[:, sl] = o.view(b, count, nh, n, d).transpose(2, 3)
+        return _linear(out.view(b, p, c), self.proj.weight, self.proj.bias, buf("proj", b, p, c))
 
 
 class HAB(nn.Module):
@@ -317,26 +437,31 @@ class HAB(nn.Module):
         # PromptCIR's change from HAT: GDFN (bias=True) instead of an MLP.
         self.ffn = FeedForward(dim, ffn_expansion_factor, bias=True)
 
-    def _branches(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(attention, conv) branch outputs; their intermediates are freed on return."""
+    def forward(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, H, W, C)`` channels-last features."""
+        if fast_path():
+            y = x.clone(memory_format=torch.contiguous_format)
+            self.infer_(y, torch.empty_like(y), torch.empty_like(y), rpi_sa)
+            return y
         s = self.shift_size
         xn = self.norm1(x)
         # Conv branch on the normed map; NCHW views of channels-last memory avoid copies.
         conv_x = self.conv_block(xn.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        shifted = torch.roll(xn, shifts=(-s, -s), dims=(1, 2)) if s > 0 else xn
-        del xn
-        attn_x = self.attn(shifted, rpi_sa, shift_size=s)
-        del shifted
-        if s > 0:
-            attn_x = torch.roll(attn_x, shifts=(s, s), dims=(1, 2))
-        return attn_x, conv_x
-
-    def forward(self, x: torch.Tensor, rpi_sa: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, H, W, C)`` channels-last features."""
-        attn_x, conv_x = self._branches(x, rpi_sa)
+        attn_x = self.attn.whole(xn, rpi_sa, roll=s, masked=s > 0)
         x = x + attn_x + conv_x * self.conv_scale
-        del attn_x, conv_x  # not alive during the feed-forward (the peak of the block)
-        return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x + self.ffn.nhwc(self.norm2(x))
+
+    def infer_(self, x: torch.Tensor, xn: torch.Tensor, cab: torch.Tensor, rpi_sa: torch.Tensor) -> None:
+        """The block in place on a contiguous ``(B, H, W, C)`` map (no autograd); ``xn``, ``cab``: workspace."""
+        s = self.shift_size
+        factors = []
+        for b in range(x.shape[0]):
+            _norm_into(xn[b], x[b], self.norm1)
+            factors.append(self.conv_block.convs_into(xn[b], cab[b]) * self.conv_scale)
+        self.attn.add_to_(x, xn, rpi_sa, roll=s, masked=s > 0)
+        for b in range(x.shape[0]):
+            x[b].addcmul_(cab[b], factors[b])
+            self.ffn.add_to_(x[b], self.norm2)
 
 
 class OCAB(nn.Module):
@@ -379,51 +504,78 @@ class OCAB(nn.Module):
 
     def forward(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
         """x: ``(B, H, W, C)`` channels-last features."""
-        x = self._attend(x, rpi_oca) + x  # the attention's intermediates are freed first
-        return x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-    def _attend(self, x: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
-        """Projected overlapping cross-attention of the normed map, ``(B, H, W, C)``."""
-        h = x.shape[1]
-        bias = self.position_bias(rpi_oca).to(x.dtype)
-        rows = _chunk_rows(h, x.shape[2], self.window_size)
-        if rows is None:
-            return self._attend_rows(x, bias, 0, h)
-        out = x.new_empty(x.shape)
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            out[:, r0:r1] = self._attend_rows(x, bias, r0, r1)
-        return out
-
-    def _attend_rows(self, x: torch.Tensor, bias: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        """:meth:`_attend` for the query rows ``r0:r1`` (whole window rows), ``(B, r1 - r0, W, C)``.
-
-        Keys and values come from those rows plus a halo of ``(wse - ws) / 2`` rows each side; beyond the
-        image they are zeros, as HAT's zero-padded unfold gives.
-        """
+        if fast_path():
+            y = x.clone(memory_format=torch.contiguous_format)
+            self.infer_(y, torch.empty_like(y), rpi_oca)
+            return y
         b, h, w, c = x.shape
+        mask = self.position_bias(rpi_oca).to(x.dtype).contiguous()[None]
+        y, idx = self._attend_rows(self.norm1(x), mask, 0, h)
+        x = x + y[:, _inverse(idx)].view_as(x)
+        return x + self.ffn.nhwc(self.norm2(x))
+
+    def infer_(self, x: torch.Tensor, xn: torch.Tensor, rpi_oca: torch.Tensor) -> None:
+        """The block in place on a contiguous ``(B, H, W, C)`` map (no autograd); ``xn``: workspace."""
+        b, h, w, c = x.shape
+        for i in range(b):
+            _norm_into(xn[i], x[i], self.norm1)
+        mask = self.position_bias(rpi_oca).to(x.dtype).contiguous()[None]
+        rows = _chunk_rows(h, w, self.window_size, x.device)
+        xf = x.view(b, h * w, c)
+        scratch = _Scratch.for_(x)
+        for r0 in range(0, h, rows):
+            y, idx = self._attend_rows(xn, mask, r0, min(h, r0 + rows), scratch)
+            xf.index_add_(1, idx, y.to(x.dtype))
+        for i in range(b):
+            self.ffn.add_to_(x[i], self.norm2)
+
+    def _attend_rows(
+        self, xn: torch.Tensor, mask: torch.Tensor, r0: int, r1: int, scratch: _Scratch | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected cross-attention of the query rows ``r0:r1`` (whole window rows) of the normed map.
+
+        Returns ``(B, P, C)`` window-major outputs and their flat pixel indices (:func:`window_order`).
+        Keys and values come from those rows plus a halo of ``(wse - ws) / 2`` rows each side; beyond the
+        image they are zeros, as HAT's zero-padded unfold gives. ``scratch`` (no autograd): reuse its
+        buffers for the intermediates and the result.
+        """
+        b, h, w, c = xn.shape
         ws, wse, nh = self.window_size, self.overlap_win_size, self.num_heads
         d, nwh, nww = c // nh, (r1 - r0) // ws, w // ws
-        pad = (wse - ws) // 2
+        nw, pad, n = nwh * nww, (wse - ws) // 2, ws * ws
         lo, hi = max(r0 - pad, 0), min(r1 + pad, h)
-        qkv = self.qkv(self.norm1(x[:, lo:hi])).view(b, hi - lo, w, 3, c)
+        top, bottom = pad - (r0 - lo), pad - (hi - r1)  # halo rows beyond the image
 
-        q = qkv[:, r0 - lo : r1 - lo, :, 0, :].reshape(b, nwh, ws, nww, ws, nh, d)
-        q = q.permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nwh * nww, nh, ws * ws, d)
+        def buf(name: str, *shape: int) -> torch.Tensor | None:
+            return None if scratch is None else scratch.get(name, *shape)
 
-        # Zero pad W, and H where the halo leaves the image.
-        kv = F.pad(qkv[..., 1:, :], (0, 0, 0, 0, pad, pad, pad - (r0 - lo), pad - (hi - r1)))
-        del qkv
-        # Overlapping windows as strided views: (B, nWh, nWw, 2, C, wse_h, wse_w).
-        kv = kv.unfold(1, wse, ws).unfold(2, wse, ws).unflatten(4, (nh, d))
-        # -> (2, B*nW, heads, wse*wse, d), token order row-major in the window as nn.Unfold gives.
-        k, v = kv.permute(3, 0, 1, 2, 4, 6, 7, 5).reshape(2, b * nwh * nww, nh, wse * wse, d)
-        del kv
+        idx, _ = window_order(h, w, ws, 0, False, r0 // ws, r1 // ws)
+        idx = idx.to(xn.device)
+        xf = xn.reshape(b, h * w, c)
+        tokens = xf[:, idx] if scratch is None else torch.index_select(xf, 1, idx, out=buf("tokens", b, nw * n, c))
+        q = _linear(tokens, self.qkv.weight[:c], self.qkv.bias[:c], buf("q", b, nw * n, c))
+        q = q.view(b * nw, n, nh, d).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # 4-D mask: CPU SDPA fast path
-        del q, k, v
-        out = out.view(b, nwh, nww, nh, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, r1 - r0, w, c)
-        return self.proj(out)
+        # k and v with W zero-padded, and H where the halo leaves the image (after the bias: padding is zeros).
+        kv = _linear(xn[:, lo:hi], self.qkv.weight[c:], self.qkv.bias[c:], buf("kv", b, hi - lo, w, 2 * c))
+        padded = buf("padded", b, r1 - r0 + 2 * pad, w + 2 * pad, 2 * c)
+        if padded is None:
+            padded = F.pad(kv, (0, 0, pad, pad, top, bottom))
+        else:  # its pad columns are never written; halo rows beyond the image are cleared for each band
+            padded[:, :top].zero_()
+            padded[:, padded.shape[1] - bottom :].zero_()
+            padded[:, top : top + hi - lo, pad : pad + w] = kv
+        # Overlapping windows as strided views: (B, nWh, nWw, 2, heads, d, wse_h, wse_w), then
+        # (2, B*nW, heads, wse*wse, d), token order row-major in the window as nn.Unfold gives.
+        kv = padded.unfold(1, wse, ws).unfold(2, wse, ws).unflatten(3, (2, nh, d)).permute(3, 0, 1, 2, 4, 6, 7, 5)
+        windows = buf("windows", 2, b, nwh, nww, nh, wse, wse, d)
+        windows = kv.reshape(kv.shape) if windows is None else windows.copy_(kv)
+        k, v = windows.reshape(2, b * nw, nh, wse * wse, d)
+
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).view(b, nw, nh, n, d).transpose(2, 3)
+        o = buf("out", b, nw, n, nh, d)
+        o = out.reshape(b, nw * n, c) if o is None else o.copy_(out).view(b, nw * n, c)
+        return _linear(o, self.proj.weight, self.proj.bias, buf("proj", b, nw * n, c)), idx
 
 
 class AttenBlocks(nn.Module):
@@ -458,6 +610,14 @@ class AttenBlocks(nn.Module):
         self.overlap_attn = OCAB(dim, window_size, overlap_ratio, num_heads, ffn_expansion_factor)
 
     def forward(self, x: torch.Tensor, rpi_sa: torch.Tensor, rpi_oca: torch.Tensor) -> torch.Tensor:
+        if fast_path():
+            # One copy of the input, updated in place by every block; two maps of workspace shared by all.
+            y = x.clone(memory_format=torch.contiguous_format)
+            xn, cab = torch.empty_like(y), torch.empty_like(y)
+            for blk in self.blocks:
+                blk.infer_(y, xn, cab, rpi_sa)
+            self.overlap_attn.infer_(y, xn, rpi_oca)
+            return y
         for blk in self.blocks:
             x = blk(x, rpi_sa)
         return self.overlap_attn(x, rpi_oca)
@@ -511,5 +671,5 @@ class RHAG(nn.Module):
         h, w = x.shape[-2:]
         if h % self.window_size or w % self.window_size:
             raise ValueError(f"RHAG input {h}x{w} is not a multiple of window_size {self.window_size}")
-        y = self.residual_group(x.permute(0, 2, 3, 1), rpi_sa, rpi_oca)
-        return self.conv(y.permute(0, 3, 1, 2)) + x
+        y = self.conv(self.residual_group(x.permute(0, 2, 3, 1), rpi_sa, rpi_oca).permute(0, 3, 1, 2))
+        return y.add_(x) if fast_path() and y.dtype == x.dtype else y + x

@@ -3,6 +3,11 @@
 Module and parameter names follow the official Restormer / PromptIR / PromptCIR code so that
 ``state_dict`` keys of the models built from these blocks match the released checkpoints
 (e.g. ``norm1.body.weight``, ``attn.qkv_dwconv.weight``, ``ffn.project_in.weight``).
+
+The blocks compute on channels-last data: a ``(B, H, W, C)`` view of an NCHW tensor in the
+channels-last memory format is contiguous, so LayerNorm runs on it directly and a 1x1 conv is one
+matrix product (:func:`pointwise`). Without autograd (:func:`fast_path`), :class:`TransformerBlock`
+also streams the map in row bands and updates its residual in place (see :data:`BAND_PIXELS`).
 """
 
 from __future__ import annotations
@@ -12,18 +17,131 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "BAND_PIXELS",
     "BiasFreeLayerNorm",
     "WithBiasLayerNorm",
     "LayerNorm",
     "Attention",
     "FeedForward",
     "TransformerBlock",
+    "TransformerBlocks",
     "OverlapPatchEmbed",
     "Downsample",
     "Upsample",
+    "pointwise",
+    "depthwise3x3",
 ]
 
 _LN_EPS = 1e-5
+
+# Without autograd, per-pixel and 3x3-local work runs in row bands of about this many pixels (each band
+# with the halo rows its 3x3 convs need) on the CPU. A band's intermediates, 2-3x wider than the map, then
+# stay small: they stay in the CPU caches between one op and the next (oneDNN's depthwise conv ran 3x faster
+# on a 5 MB band than on an 18 MB one), and they come from the allocator's free lists instead of fresh
+# pages the kernel must fault in and zero. docs/performance.md has the measurements.
+BAND_PIXELS = 4096
+# On an accelerator, bands only bound memory: small ones would cost a kernel launch per op and band.
+ACCEL_BAND_PIXELS = 1 << 22
+
+
+def fast_path() -> bool:
+    """True when the banded, in-place inference code may run: autograd is off (training keeps the plain path)."""
+    return not torch.is_grad_enabled()
+
+
+def band_rows(w: int, device: torch.device | str = "cpu") -> int:
+    """Rows per band for a map ``w`` pixels wide on ``device``."""
+    pixels = BAND_PIXELS if torch.device(device).type == "cpu" else ACCEL_BAND_PIXELS
+    return max(1, pixels // w)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls and convs produce for ``x`` here: autocast's when it is on, else ``x``'s."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def nhwc(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, C)`` contiguous view of an NCHW tensor (a copy only if it is not channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A 1x1 ``conv`` applied to channels-last ``(..., C)`` data: one matrix product.
+
+    Torch runs a 1x1 ``Conv2d`` on one thread through its slow reference convolution (see
+    ``torch._C._select_conv_backend``); as a GEMM it runs at the BLAS rate on any thread count.
+    """
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def depthwise3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Depthwise 3x3 conv (zero padding 1) of a ``(B, H, W, C)`` tensor, channels-last in and out.
+
+    oneDNN's channels-last depthwise kernel is several times faster than the NCHW one.
+    """
+    y = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=1, groups=weight.shape[0])
+    return y.permute(0, 2, 3, 1)
+
+
+def padded_width(n: int) -> int:
+    """``n`` rounded up to a multiple of 8: MKL's GEMM and oneDNN's depthwise kernels lose up to half their
+    speed on output widths such as GDFN's 255 or 127 channels. Padded channels get zero weights."""
+    return -(-n // 8) * 8
+
+
+def _pad_out(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Zero-pad dim 0 of a weight or bias to ``n``."""
+    if t.shape[0] == n:
+        return t
+    return torch.cat([t, t.new_zeros(n - t.shape[0], *t.shape[1:])])
+
+
+def stem_bands(x: torch.Tensor, norm, projections):
+    """Row bands of ``depthwise3x3(pointwise(norm(x)))`` for one ``(H, W, C)`` map (no autograd).
+
+    ``projections``: ``(weight (N, C), bias, dw_weight (N, 1, 3, 3), dw_bias)`` per output. Yields
+    ``(r0, r1, [(r1 - r0, W, N) per projection])``. Each image row is normed and projected once: a band's
+    buffer starts with the two projected rows above it, kept from the band before (the 3x3 halo), and the
+    depthwise conv pads only the width. Band ``[r0, r1)`` reads ``x`` rows below ``r1 + 1`` and above
+    ``r0`` only, so the caller may overwrite rows ``r0:r1`` of ``x`` before taking the next band.
+    """
+    h, w, c = x.shape
+    rows = band_rows(w, x.device)
+    bufs = [x.new_empty(rows + 2, w, p[0].shape[0], dtype=compute_dtype(x)) for p in projections]
+    prev = 0
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        n = r1 - r0
+        # Buffer row j holds image row r0 - 1 + j; new rows [a, b) are projected into it.
+        a, b = (0 if r0 == 0 else r0 + 1), min(r1 + 1, h)
+        xn = norm(x[a:b]).reshape(-1, c) if b > a else None
+        outs = []
+        for buf, (wp, bp, wd, bd) in zip(bufs, projections, strict=True):
+            if r0 == 0:
+                buf[0].zero_()  # the conv's zero padding above the image
+            else:
+                buf[:2] = buf[prev : prev + 2].clone() if prev < 2 else buf[prev : prev + 2]
+            if xn is not None:
+                dst = buf[a - r0 + 1 : b - r0 + 1].view(-1, wp.shape[0])
+                # Explicit dtypes: out= products are outside autocast, whose dtype the buffer has.
+                xn_, wp_ = xn.to(dst.dtype), wp.to(dst.dtype)
+                if bp is None:
+                    torch.mm(xn_, wp_.t(), out=dst)
+                else:
+                    torch.addmm(bp.to(dst.dtype), xn_, wp_.t(), out=dst)
+            if r1 == h:
+                buf[n + 1].zero_()  # and below it
+            y = F.conv2d(buf[: n + 2][None].permute(0, 3, 1, 2), wd, bd, padding=(0, 1), groups=wd.shape[0])
+            outs.append(y[0].permute(1, 2, 0))
+        prev = n
+        yield r0, r1, outs
+
+
+def pointwise_dw(x: torch.Tensor, weight, bias, dw_weight, dw_bias) -> torch.Tensor:
+    """``depthwise3x3(1x1(x))`` of a ``(B, H, W, C)`` map (the whole-map form of :func:`stem_bands`)."""
+    return depthwise3x3(F.linear(x, weight, bias), dw_weight, dw_bias)
 
 
 class BiasFreeLayerNorm(nn.Module):
@@ -58,7 +176,7 @@ class LayerNorm(nn.Module):
     """Per-pixel LayerNorm over the channels of an NCHW map (Restormer's ``LayerNorm``).
 
     The official code rearranges to ``(B, HW, C)`` and back; a channels-last *view* does the same
-    without the two copies.
+    without the two copies (and without any copy when the map is channels-last in memory).
     """
 
     def __init__(self, dim: int, LayerNorm_type: str = "WithBias"):  # noqa: N803 (official kwarg name)
@@ -72,50 +190,8 @@ class LayerNorm(nn.Module):
         return self.body(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-# Without autograd, the 1x1 -> depthwise 3x3 stems of GDFN and MDTA run in horizontal bands of about this
-# many pixels on maps above twice that size: their 2-3x-wider intermediates then exist for one band at a time
-# (issue 7's memory goal). Every op involved is per pixel or 3x3-local, so the result is the whole-map one.
-BAND_PIXELS = 32768
-
-
-def _use_bands(x: torch.Tensor) -> bool:
-    h, w = x.shape[-2:]
-    return not torch.is_grad_enabled() and h * w > 2 * BAND_PIXELS and h > 2 * max(1, BAND_PIXELS // w)
-
-
-def banded_stem(x: torch.Tensor, pointwise, dwconv=None, post=None) -> torch.Tensor:
-    """``post(dwconv(pointwise(x)))`` computed in row bands, each with a one-row halo for the 3x3 conv.
-
-    ``dwconv=None``: ``pointwise`` is the whole (per-pixel then 3x3-local) stem. ``post`` (default: identity)
-    must act per pixel. The output keeps the memory format of the first band's result.
-    """
-    h, w = x.shape[-2:]
-    rows = max(1, BAND_PIXELS // w)
-    out = None
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
-        # The conv zero-pads the band; only rows with real neighbours (or the image edge) are kept.
-        y = pointwise(x[:, :, lo:hi])
-        if dwconv is not None:
-            y = dwconv(y)
-        y = y[:, :, r0 - lo : r1 - lo]
-        if post is not None:
-            y = post(y)
-        if out is None:
-            fmt = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else None
-            out = torch.empty(
-                (*y.shape[:2], h, w), dtype=y.dtype, device=y.device, memory_format=fmt or torch.contiguous_format
-            )
-        out[:, :, r0:r1] = y
-    return out
-
-
 class FeedForward(nn.Module):
-    """Gated-Dconv feed-forward network (GDFN): 1x1 -> depthwise 3x3 -> GELU gate -> 1x1.
-
-    Without autograd, large maps run in bands (:func:`banded_stem`): same result, a fraction of the memory.
-    """
+    """Gated-Dconv feed-forward network (GDFN): 1x1 -> depthwise 3x3 -> GELU gate -> 1x1."""
 
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool):
         super().__init__()
@@ -125,30 +201,56 @@ class FeedForward(nn.Module):
         self.dwconv = nn.Conv2d(h2, h2, kernel_size=3, padding=1, groups=h2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        """``gelu(x1) * x2`` of the 1x1 -> depthwise 3x3 stem, before ``project_out``.
-
-        The two gate halves are computed as separate convs with the weight halves: every output channel
-        of a 1x1 or a depthwise conv depends on its own weights only, so this is the official
-        ``chunk(2)`` of the whole-width convs, while each half stays a dense tensor in the input's memory
-        format (strided channel slices of a channels-last map make the elementwise gate slow).
-        """
-        hid = self.project_out.in_channels
-        wi, bi = self.project_in.weight, self.project_in.bias
-        wd, bd = self.dwconv.weight, self.dwconv.bias
-        halves = []
-        for sl in (slice(0, hid), slice(hid, 2 * hid)):
-            t = F.conv2d(x, wi[sl], None if bi is None else bi[sl])
-            halves.append(F.conv2d(t, wd[sl], None if bd is None else bd[sl], padding=1, groups=hid))
-        x1, x2 = halves
-        if torch.is_grad_enabled():
-            return F.gelu(x1) * x2
-        return F.gelu(x1).mul_(x2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _use_bands(x):
-            return banded_stem(x, self._stem, post=self.project_out)
-        return self.project_out(self._stem(x))
+        """NCHW in and out (channels-last memory out)."""
+        return self.nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """The GDFN of a ``(B, H, W, C)`` map."""
+        return pointwise(self.gate(x), self.project_out)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """``gelu(x1) * x2`` of the 1x1 -> depthwise 3x3 stem, ``(B, H, W, hidden)``.
+
+        The two gate halves are computed as separate products with the weight halves: every output
+        channel of a 1x1 or a depthwise conv depends on its own weights only, so this is the official
+        ``chunk(2)`` of the whole-width convs, while each half stays a dense tensor (an elementwise op on
+        strided channel slices is several times slower).
+        """
+        x1, x2 = (pointwise_dw(x, *p) for p in self.halves())
+        return F.gelu(x1) * x2
+
+    def halves(self, width: int | None = None) -> list[tuple]:
+        """``(weight, bias, dw_weight, dw_bias)`` of each gate half, output channels zero-padded to ``width``."""
+        hid = self.project_out.in_channels
+        width = width or hid
+        wi, bi = self.project_in.weight.flatten(1), self.project_in.bias
+        wd, bd = self.dwconv.weight, self.dwconv.bias
+        return [
+            tuple(None if t is None else _pad_out(t[sl], width) for t in (wi, bi, wd, bd))
+            for sl in (slice(0, hid), slice(hid, 2 * hid))
+        ]
+
+    def add_to_(self, x: torch.Tensor, norm) -> None:
+        """``x += GDFN(norm(x))`` in place for one ``(H, W, C)`` contiguous map, in row bands (no autograd)."""
+        hid = self.project_out.in_channels
+        hp = padded_width(hid)
+        wo = F.pad(self.project_out.weight.flatten(1), (0, hp - hid))
+        for r0, r1, (x1, x2) in stem_bands(x, norm, self.halves(hp)):
+            _add_product_(x[r0:r1], F.gelu(x1).mul_(x2), wo, self.project_out.bias)
+
+
+def _add_product_(out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """``out += a @ w.T (+ bias)`` in place for contiguous ``(..., C)`` tensors: one GEMM, no temporary
+    (one temporary when ``a`` has another dtype than ``out``, as under autocast)."""
+    out2d, a2d = out.view(-1, out.shape[-1]), a.reshape(-1, a.shape[-1])
+    w = w.to(a.dtype)
+    if a.dtype == out.dtype:
+        out2d.addmm_(a2d, w.t())
+    else:
+        out2d.add_(torch.mm(a2d, w.t()))
+    if bias is not None:
+        out2d.add_(bias)
 
 
 class Attention(nn.Module):
@@ -167,19 +269,49 @@ class Attention(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW in and out (channels-last memory out)."""
         b, c, h, w = x.shape
-        qkv = banded_stem(x, self.qkv, self.qkv_dwconv) if _use_bands(x) else self.qkv_dwconv(self.qkv(x))
-        qkv = qkv.reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = qkv.unbind(1)
-        if torch.is_grad_enabled():
-            q = F.normalize(q, dim=-1)
-            k = F.normalize(k, dim=-1)
-        else:  # F.normalize's arithmetic, in place
-            q = q.div_(q.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
-            k = k.div_(k.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
+        nh = self.num_heads
+        qkv = depthwise3x3(pointwise(x.permute(0, 2, 3, 1), self.qkv), self.qkv_dwconv.weight, self.qkv_dwconv.bias)
+        # (B, H, W, 3C) -> 3 x (B, heads, C/heads, HW)
+        q, k, v = qkv.reshape(b, h * w, 3, nh, c // nh).permute(2, 0, 3, 4, 1).unbind(0)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
         attn = (q @ k.transpose(-2, -1)) * self.temperature
-        out = attn.softmax(dim=-1) @ v
-        return self.project_out(out.reshape(b, c, h, w))
+        out = (attn.softmax(dim=-1) @ v).permute(0, 3, 1, 2).reshape(b, h, w, c)
+        return pointwise(out, self.project_out).permute(0, 3, 1, 2)
+
+    def add_to(self, x: torch.Tensor, out: torch.Tensor, v_buf: torch.Tensor, norm) -> None:
+        """``out = x + MDTA(norm(x))`` for one ``(H, W, C)`` contiguous map (no autograd).
+
+        One banded pass accumulates the per-head Gram matrices ``q k^T`` and the squared norms of q and k
+        (so ``normalize(q) @ normalize(k)^T`` needs neither q nor k stored) and keeps v in ``v_buf``; the
+        attention and ``project_out`` then fold into one ``C x C`` matrix applied to v in a single GEMM.
+        """
+        h, w, c = x.shape
+        nh = self.num_heads
+        d = c // nh
+        stem = (self.qkv.weight.flatten(1), self.qkv.bias, self.qkv_dwconv.weight, self.qkv_dwconv.bias)
+        gram = x.new_zeros(nh, d, d, dtype=torch.float32)  # accumulators stay fp32 in any precision
+        sq = x.new_zeros(2, c, dtype=torch.float32)
+        for r0, r1, (t,) in stem_bands(x, norm, [stem]):
+            t = t.reshape(-1, 3 * c)
+            q, k = t[:, :c], t[:, c : 2 * c]
+            qt, kh = q.unflatten(1, (nh, d)).permute(1, 2, 0), k.unflatten(1, (nh, d)).transpose(0, 1)
+            if q.dtype == gram.dtype:
+                gram.baddbmm_(qt, kh)
+            else:
+                gram += torch.bmm(qt, kh)
+            sq[0] += q.square().sum(0, dtype=torch.float32)
+            sq[1] += k.square().sum(0, dtype=torch.float32)
+            v_buf[r0:r1].view(-1, c).copy_(t[:, 2 * c :])
+        # F.normalize divides by max(norm, 1e-12).
+        norms = sq.sqrt_().clamp_min_(1e-12).view(2, nh, d)
+        attn = gram / (norms[0][:, :, None] * norms[1][:, None, :]) * self.temperature
+        mix = (self.project_out.weight.flatten(1).float() @ torch.block_diag(*attn.softmax(dim=-1))).to(x.dtype)
+        torch.addmm(x.view(-1, c), v_buf.view(-1, c), mix.t(), out=out.view(-1, c))
+        if self.project_out.bias is not None:
+            out.add_(self.project_out.bias)
 
 
 class TransformerBlock(nn.Module):
@@ -200,8 +332,34 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW in and out (channels-last memory out)."""
+        if fast_path():
+            xl = nhwc(x)
+            return self.infer(xl, torch.empty_like(xl), torch.empty_like(xl)).permute(0, 3, 1, 2)
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
+
+    def infer(self, x: torch.Tensor, out: torch.Tensor, v_buf: torch.Tensor) -> torch.Tensor:
+        """The block on a contiguous ``(B, H, W, C)`` map into ``out`` (no autograd); ``v_buf``: workspace."""
+        for b in range(x.shape[0]):
+            self.attn.add_to(x[b], out[b], v_buf[b], self.norm1.body)
+            self.ffn.add_to_(out[b], self.norm2.body)
+        return out
+
+
+class TransformerBlocks(nn.Sequential):
+    """A chain of :class:`TransformerBlock` (``nn.Sequential`` keys); without autograd the blocks share
+    two output maps and a workspace instead of allocating their own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not fast_path() or len(self) == 0:
+            return super().forward(x)
+        xl = nhwc(x)
+        v_buf = torch.empty_like(xl)
+        outs = [torch.empty_like(xl), torch.empty_like(xl) if len(self) > 1 else None]
+        for i, blk in enumerate(self):
+            xl = blk.infer(xl, outs[i % 2], v_buf)
+        return xl.permute(0, 3, 1, 2)
 
 
 class OverlapPatchEmbed(nn.Module):

@@ -67,29 +67,34 @@ def test_same_keys_as_full_official_config():
     assert torch.equal(so["relative_position_index_SA"], sr["relative_position_index_SA"])
 
 
-@pytest.mark.parametrize("shape", [(1, 12, 37, 20), (2, 12, 64, 9)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_banded_stems_match_whole_map(monkeypatch, shape, channels_last):
-    """GDFN and MDTA run in row bands without autograd on large maps; same values and layout as whole."""
+@pytest.mark.parametrize("ln_type", ["WithBias", "BiasFree"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(1, 12, 37, 20), (2, 12, 11, 9)])
+@pytest.mark.parametrize("rows", [1, 2, 4, 100])  # rows per band: 1 makes each band's carried halo overlap
+def test_banded_transformer_blocks_match_autograd_path(monkeypatch, shape, rows, bias, ln_type):
+    """Without autograd, Restormer blocks stream the map in row bands and update it in place (MDTA from
+    banded Gram matrices, GDFN with carried halo rows); same values as the autograd path, input untouched."""
     from cirbench.archs import restormer
 
     torch.manual_seed(0)
-    ffn, mdta = restormer.FeedForward(12, 2.66, bias=True), restormer.Attention(12, 2, bias=True)
-    x = torch.randn(*shape)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    blocks = restormer.TransformerBlocks(*[restormer.TransformerBlock(12, 2, 2.66, bias, ln_type) for _ in range(3)])
     with torch.no_grad():
-        whole = ffn(x), mdta(x)
-        monkeypatch.setattr(restormer, "BAND_PIXELS", 40)  # bands of 1-4 rows
-        assert restormer._use_bands(x)
-        banded = ffn(x), mdta(x)
-    for a, b in zip(whole, banded, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
-    assert banded[0].is_contiguous(memory_format=torch.channels_last) == whole[0].is_contiguous(
-        memory_format=torch.channels_last
-    )
-    with torch.enable_grad():
-        assert not restormer._use_bands(x)  # training keeps the whole-map path
+        for name, p in blocks.named_parameters():
+            if name.endswith("temperature") or "norm" in name:
+                p.uniform_(0.5, 1.5)
+            elif p.ndim == 1:
+                p.normal_(0, 0.5)  # biases matter, and padding must stay zero around them
+    x = torch.randn(*shape)
+    want_blocks, want_one = blocks(x), blocks[0](x)  # autograd on: the whole-map path
+    monkeypatch.setattr(restormer, "BAND_PIXELS", rows * shape[-1])
+    before = x.clone()
+    with torch.no_grad():
+        assert restormer.band_rows(shape[-1]) == rows
+        got_blocks, got_one = blocks(x), blocks[0](x)
+    torch.testing.assert_close(got_blocks, want_blocks, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_one, want_one, atol=1e-5, rtol=1e-5)
+    assert torch.equal(x, before)
+    assert got_blocks.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_banded_model_matches_naive(monkeypatch):
@@ -120,3 +125,17 @@ def test_chunked_model_matches_naive(monkeypatch):
     monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
     with torch.inference_mode():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)
+
+
+def test_inference_path_under_bf16_autocast():
+    """The in-place inference path keeps working under autocast (GPU bf16, CPUs with native bf16): same
+    output as the autograd path under autocast, to bf16 rounding."""
+    torch.manual_seed(4)
+    cfg = {**REDUCED, "window_size": 8}
+    ours = _randomised(PromptCIR(**cfg))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = ours(x)  # autograd on: the whole-map path
+        with torch.inference_mode():
+            got = ours(x)
+    torch.testing.assert_close(got.float(), want.float(), atol=2e-2, rtol=0)

@@ -13,16 +13,19 @@ import torch.nn.functional as F
 from reference_hat import loop_mask, loop_rpi_oca, loop_rpi_sa, ref_ocab, ref_rhag, ref_window_attention
 
 from cirbench.archs.hat import (
+    CAB,
+    HAB,
     OCAB,
     RHAG,
     WindowAttention,
     calculate_rpi_oca,
     calculate_rpi_sa,
     calculate_shift_mask,
+    window_order,
     window_partition,
     window_reverse,
 )
-from cirbench.archs.restormer import Attention, LayerNorm, TransformerBlock
+from cirbench.archs.restormer import Attention, LayerNorm, TransformerBlock, padded_width
 
 torch.set_num_threads(1)
 
@@ -179,7 +182,7 @@ def test_chunked_attention_matches_whole_map(monkeypatch, hw, shift, win_rows):
 
 
 def test_chunked_rhag_matches_whole_map(monkeypatch):
-    from cirbench.archs import hat
+    from cirbench.archs import hat, restormer
 
     torch.manual_seed(4)
     ws = 8
@@ -189,6 +192,81 @@ def test_chunked_rhag_matches_whole_map(monkeypatch):
     with torch.no_grad():
         whole = rhag(x, sa, oca)
         monkeypatch.setattr(hat, "CHUNK_PIXELS", 2 * ws * 24)  # 2 window rows per chunk: 3 chunks
+        monkeypatch.setattr(restormer, "BAND_PIXELS", 5 * 24)  # LayerNorm, CAB and GDFN in 5-row bands
         chunked = rhag(x, sa, oca)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(chunked, ref_rhag(rhag, x, sa, oca), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Window gathering by pixel index and the in-place inference path
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hw", [(16, 24), (8, 8), (24, 8), (8, 32)])
+@pytest.mark.parametrize("roll", [0, 4])
+def test_window_order_is_roll_then_partition(hw, roll):
+    h, w = hw
+    ws = 8
+    grid = torch.arange(h * w).view(1, h, w, 1)
+    want = window_partition(torch.roll(grid, (-roll, -roll), (1, 2)), ws).flatten()
+    idx, counts = window_order(h, w, ws, roll, masked=False)
+    assert counts == [len(idx) // ws**2] and torch.equal(idx, want)
+    # Masked: the same windows, regrouped as interior / last column / last row / corner.
+    idx_m, counts_m = window_order(h, w, ws, roll, masked=True)
+    nwh, nww = h // ws, w // ws
+    assert counts_m == [(nwh - 1) * (nww - 1), nwh - 1, nww - 1, 1]
+    assert torch.equal(idx_m.sort().values, torch.arange(h * w))
+    # A band of window rows is the matching slice of the windows.
+    band, _ = window_order(h, w, ws, roll, False, 1, nwh) if nwh > 1 else (idx, None)
+    assert torch.equal(band, idx[len(idx) - len(band) :])
+
+
+@pytest.mark.parametrize("shift", [0, 4])
+@pytest.mark.parametrize("hw", [(24, 16), (8, 24), (16, 8), (8, 8)])
+def test_hab_inference_path_matches_autograd_path(monkeypatch, hw, shift):
+    """HAB without autograd (in place, banded LayerNorm / CAB / GDFN, window-row chunks) = the autograd path."""
+    from cirbench.archs import hat, restormer
+
+    torch.manual_seed(5)
+    blk = HAB(12, 3, 8, shift_size=shift, squeeze_factor=4)
+    with torch.no_grad():
+        blk.attn.relative_position_bias_table.normal_(0, 1)
+        blk.conv_scale = 0.5  # make the CAB branch matter
+    x = torch.randn(2, *hw, 12)
+    sa = calculate_rpi_sa(8)
+    want = blk(x, sa)
+    monkeypatch.setattr(hat, "CHUNK_PIXELS", 8 * hw[1])  # one window row per chunk
+    monkeypatch.setattr(restormer, "BAND_PIXELS", 3 * hw[1])  # 3-row bands
+    before = x.clone()
+    with torch.no_grad():
+        got = blk(x, sa)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_cab_convs_in_bands(monkeypatch, rows):
+    from cirbench.archs import restormer
+
+    torch.manual_seed(6)
+    cab = CAB(12, 3, 4)
+    x = torch.randn(1, 12, 11, 7)
+    want = cab(x)
+    monkeypatch.setattr(restormer, "BAND_PIXELS", rows * 7)
+    out = torch.empty(11, 7, 12)
+    with torch.no_grad():
+        factors = cab.convs_into(x[0].permute(1, 2, 0).contiguous(), out)
+    torch.testing.assert_close((out * factors).permute(2, 0, 1)[None], want, atol=1e-5, rtol=1e-5)
+
+
+def test_ocab_inference_path_leaves_input():
+    torch.manual_seed(7)
+    blk = OCAB(12, 8, 0.5, 2)
+    x = torch.randn(1, 16, 24, 12)
+    before = x.clone()
+    with torch.no_grad():
+        got = blk(x, calculate_rpi_oca(8, 0.5))
+    assert torch.equal(x, before) and not torch.equal(got, x)
+
+
+def test_padded_width():
+    assert [padded_width(n) for n in (8, 127, 255, 510, 1021, 1872)] == [8, 128, 256, 512, 1024, 1872]
