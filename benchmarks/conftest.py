@@ -5,8 +5,14 @@ disturbed by other jobs on a shared CI runner; multi-thread speed-ups are the li
 """
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The benchmarks' own helpers (reference_metrics.py, official_anchor.py) import by name; pytest's importlib mode
+# (pyproject.toml) does not put this folder on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,127 +1,90 @@
 #!/usr/bin/env bash
-# Issue 7, goal 5: full-size PromptCIR on the LIVE1 blind protocol on one GPU, fp32 vs bf16 (+channels_last).
+# GPU checks (issue 14), one script: run from the repository root on a machine with NVIDIA GPUs.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]          # from the repository root, on the GPU machine
+#   OUT=/some/folder bash benchmarks/gpu_check.sh        # default OUT: results/perf/gpu
 #
-# Random weights (the official architecture, 34.8 M parameters) on a temporary card: the speed does not depend
-# on the weights. LIVE1 is embedded in the package, so no data root is needed. Each precision is a separate
-# `cirbench run` (its setting is recorded in run.json: "single" for fp32, "single+bf16" for bf16, and
-# channels_last in the model's setting dict), so fp32 and bf16 numbers are never mixed. Goal: < 60 s for the
-# protocol (29 images x 4 QFs) on one H100/H200.
-#
-# Environment: PYTHON (default python3; needs torch with CUDA, numpy, pillow, scikit-image, opencv, safetensors,
-# tabulate, tqdm), QFS (default 10,20,30,40), CPU_JSON (a perf_report.py JSON with the CPU figures to print
-# beside), CPU_SIZE_CHECK=1 to also time one 480x736 forward of ours on this machine's CPU (slow).
+# 1. `cirbench run` under torchrun on every visible GPU: jpeg + promptcir-compact on Classic5 and LIVE1 at QF 10 and
+#    40, fp32, then the same in bf16 (autocast); mean PSNR-Y per model, dataset and QF of both, and their difference.
+# 2. The full-size PromptCIR (official architecture, random weights: speed and memory do not depend on them) on every
+#    LIVE1 image at QF 10, whole-image forwards on one GPU, fp32 and bf16: seconds per image, peak GPU memory
+#    (torch.cuda.max_memory_allocated), and the largest bf16 - fp32 output difference.
+# Logs, run folders and gpu-summary.json go under $OUT. The datasets must be on disk (a GPU machine may have no
+# network): $CIRBENCH_DATA, or the user cache filled by `cirbench datasets fetch classic5 live1`. Environment:
+# PYTHON (default python3, with torch+CUDA and cirbench's dependencies), QFS (default 10,40).
 set -euo pipefail
 
-OUT_DIR=${1:-${OUT:-results/perf/gpu}}
+OUT=${OUT:-results/perf/gpu}
 PY=${PYTHON:-python3}
-QFS=${QFS:-10,20,30,40}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
-mkdir -p "$OUT_DIR"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+QFS=${QFS:-10,40}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 CIRBENCH_OFFLINE=1
+mkdir -p "$OUT"
+NGPU=$(nvidia-smi -L | wc -l)
+nvidia-smi -L | tee "$OUT/gpus.txt"
+"$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'bf16', torch.cuda.is_bf16_supported())" \
+    | tee -a "$OUT/gpus.txt"
 
-echo "== device"
-nvidia-smi -L || true
-"$PY" - <<'EOF'
-import torch
-assert torch.cuda.is_available(), "no CUDA device visible to torch"
-p = torch.cuda.get_device_properties(0)
-print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device {p.name}, {p.total_memory / 2**30:.0f} GiB, "
-      f"{p.multi_processor_count} SMs, bf16 supported: {torch.cuda.is_bf16_supported()}")
-EOF
+for precision in fp32 bf16; do
+    echo "== 1. torchrun on $NGPU GPU(s), $precision"
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NGPU" -m cirbench run \
+        --models jpeg,promptcir-compact --datasets classic5,live1 --qf "$QFS" --device cuda --precision "$precision" \
+        --out "$OUT/run-torchrun-$precision" 2>&1 | tee "$OUT/run-torchrun-$precision.log" \
+        || echo "step 1 ($precision) FAILED: see $OUT/run-torchrun-$precision.log (step 2 runs anyway)"
+done
 
-echo "== temporary card: official PromptCIR architecture, random weights"
-mkdir -p "$TMP/cards"
-"$PY" - "$TMP/cards" <<'EOF'
-import sys
-from pathlib import Path
-
-import torch
-
-from cirbench.archs import PromptCIR
-from cirbench.zoo.checkpoints import save_state_dict
-
-cards = Path(sys.argv[1])
-torch.manual_seed(0)
-save_state_dict(PromptCIR().state_dict(), cards / "promptcir-random.safetensors")
-(cards / "promptcir-random.toml").write_text('''name = "promptcir-random"
-arch = "promptcir"
-description = "official PromptCIR architecture, random weights (speed check only)"
-channels = 3
-pad_multiple = 32
-pad_mode = "official32"
-
-[weights]
-path = "promptcir-random.safetensors"
-''')
-print("card written")
-EOF
-export CIRBENCH_MODELS="$TMP/cards"
-
-run() {  # label, extra cirbench run args...
-    local label=$1; shift
-    echo "== $label"
-    local start=$(date +%s.%N)
-    "$PY" -m cirbench.cli run --protocol blind --models promptcir-random --datasets live1 --qf "$QFS" \
-        --device cuda --out "$OUT_DIR/run-$label" "$@" >"$OUT_DIR/$label.log" 2>&1 \
-        || { tail -20 "$OUT_DIR/$label.log"; return 1; }
-    local end=$(date +%s.%N)
-    tail -2 "$OUT_DIR/$label.log"
-    echo "process wall (incl. start-up, model load, CUDA init): $(echo "$end - $start" | bc) s"
-}
-
-# A short warm-up run first (CUDA context, cuDNN/SDPA kernel choice), not counted.
-"$PY" -m cirbench.cli run --protocol blind --models promptcir-random --datasets live1 --qf 10 --device cuda \
-    --out "$TMP/warmup" >/dev/null 2>&1 || echo "(warm-up run failed; see the fp32 log)"
-
-run fp32
-run bf16 --precision bf16
-run bf16-cl --precision bf16 --channels-last
-run fp32-cl --channels-last
-
-echo "== summary"
-"$PY" - "$OUT_DIR" "${CPU_JSON:-}" <<'EOF'
+echo "== 2. full-size PromptCIR on LIVE1, one GPU, fp32 and bf16"
+"$PY" - "$OUT" <<'EOF'
 import json
 import statistics
 import sys
+import time
+from collections import defaultdict
 from pathlib import Path
 
+import torch
+
+from cirbench import jpeg
+from cirbench.archs import PromptCIR
+from cirbench.eval.datasets import get_dataset
 from cirbench.eval.records import iter_records
+from cirbench.zoo.inference import pad_image
 
-out, cpu_json = Path(sys.argv[1]), sys.argv[2]
-rows, psnr = [], {}
-for label in ("fp32", "bf16", "bf16-cl", "fp32-cl"):
-    d = out / f"run-{label}"
-    if not (d / "run.json").exists():
-        print(f"{label}: no run")
-        continue
-    info = json.loads((d / "run.json").read_text())
-    t = info["timing"]
-    recs = [r for r in iter_records(d) if r["space"] == "y"]
-    psnr[label] = {(r["image"], r["qf"]): r["psnr"] for r in recs}
-    setting = next(iter(info["models"].values())).get("setting", {})
-    print(f"{label:8s} {info['device']}: {len(recs)} images, wall {t['wall_seconds']:.1f} s, model "
-          f"{t['model_seconds']:.1f} s ({t['model_seconds'] / max(len(recs), 1):.3f} s/image), "
-          f"overhead {100 * (t['wall_seconds'] - t['model_seconds']) / t['wall_seconds']:.1f} %, "
-          f"precision {setting.get('precision')}, channels_last {setting.get('channels_last')}, "
-          f"goal < 60 s: {'met' if t['wall_seconds'] < 60 else 'NOT met'}")
-for label in ("bf16", "bf16-cl", "fp32-cl"):
-    if label in psnr and "fp32" in psnr:
-        d = [abs(psnr[label][k] - v) for k, v in psnr["fp32"].items() if k in psnr[label]]
-        print(f"|PSNR-Y({label}) - PSNR-Y(fp32)|: mean {statistics.mean(d):.4f} dB, max {max(d):.4f} dB")
-print("CPU for comparison (issue 7, 2-core machine, torch 2.13 CPU): official PromptCIR 83 s and 10.9 GB per "
-      "480x736 image -> about 116 x 83 s = 2.7 h for this protocol")
-if cpu_json and Path(cpu_json).is_file():
-    g1 = json.loads(Path(cpu_json).read_text()).get("goal1", {})
-    for v, r in g1.get("variants", {}).items():
-        print(f"CPU {g1['size']} {g1['threads']} thread(s) {v}: {r['median_seconds']:.1f} s, peak {r['peak_rss_mb']:.0f} MiB")
+out = Path(sys.argv[1])
+summary = {"device": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(), "runs": {}}
+for precision in ("fp32", "bf16"):  # mean PSNR-Y of step 1, per model / dataset / QF
+    psnr = defaultdict(list)
+    try:
+        for r in iter_records(out / f"run-torchrun-{precision}"):
+            if r.get("space") == "y":
+                psnr[f"{r['model']} {r['dataset']} qf{r['qf']}"].append(r["psnr"])
+    except Exception as exc:  # step 2 still runs; the log of step 1 says more
+        summary[f"records_{precision}"] = f"{type(exc).__name__}: {exc}"
+    summary["runs"][precision] = {k: statistics.mean(v) for k, v in sorted(psnr.items())}
+summary["psnr_bf16_minus_fp32"] = {k: summary["runs"]["bf16"].get(k, float("nan")) - v
+                                   for k, v in summary["runs"]["fp32"].items()}
+
+torch.manual_seed(0)
+net = PromptCIR().cuda().eval()
+ds = get_dataset("live1")
+images = [torch.from_numpy(jpeg.compress(ds.load(p), 10).pixels).permute(2, 0, 1)[None].float() / 255 for _, p in ds]
+full, first_out = {}, {}
+for precision in ("fp32", "bf16"):
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i, img in enumerate(images):
+        x = pad_image(img.cuda(), net.pad_multiple, "reflect")
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            y = net(x)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        if i == 0:
+            first_out[precision] = y.float()
+    full[precision] = {"images": len(times), "first_s": times[0], "median_s": statistics.median(times[1:] or times),
+                       "total_s": sum(times), "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20}
+full["bf16_vs_fp32_max_abs_diff_first_image"] = float((first_out["bf16"] - first_out["fp32"]).abs().max())
+summary["promptcir_full_live1_qf10"] = full
+(out / "gpu-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(summary, indent=2))
 EOF
-
-if [[ "${CPU_SIZE_CHECK:-0}" == 1 ]]; then
-    echo "== CPU of this machine, ours only, 480x736"
-    "$PY" benchmarks/perf_report.py --goals 1 --size 480x736 --threads "$(nproc)" --skip-naive \
-        --out "$OUT_DIR/cpu-ours-480x736.json"
-fi
+echo "wrote $OUT/gpu-summary.json"

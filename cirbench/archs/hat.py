@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .restormer import FeedForward, band_rows, compute_dtype, fast_path
+from .restormer import FeedForward, autocast_on, band_rows, compute_dtype, fast_path
 
 __all__ = [
     "CHUNK_PIXELS",
@@ -200,7 +200,7 @@ class _Scratch:
     @classmethod
     def for_(cls, x: torch.Tensor) -> _Scratch | None:
         """Scratch for computing on ``x``; None under autocast (its products pick their own dtype)."""
-        return None if torch.is_autocast_enabled(x.device.type) else cls(x)
+        return None if autocast_on(x) else cls(x)
 
     def get(self, name: str, *shape: int) -> torch.Tensor:
         key = (name, *shape)

@@ -55,11 +55,15 @@ def band_rows(w: int, device: torch.device | str = "cpu") -> int:
     return max(1, pixels // w)
 
 
+def autocast_on(x: torch.Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device type."""
+    kind = x.device.type
+    return torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+
+
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype matmuls and convs produce for ``x`` here: autocast's when it is on, else ``x``'s."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
+    return torch.get_autocast_dtype(x.device.type) if autocast_on(x) else x.dtype
 
 
 def nhwc(x: torch.Tensor) -> torch.Tensor:
