@@ -18,6 +18,7 @@ measurement runs in a fresh subprocess, so each peak RSS (VmHWM) is its own and 
   bf16``) too where the CPU has native bf16. Without the anchor only cirbench's forward is measured.
 
 Then the metric-stack and harness-overhead figures of ``harness_report.py`` (``--goals metrics,harness``).
+``--profile`` adds each forward's top operators (``torch.profiler``, from one more forward in the same process).
 """
 
 from __future__ import annotations
@@ -142,8 +143,16 @@ def forward_child(args) -> None:
             times.append(time.perf_counter() - t0)
     peak = peak_rss_mib()
     torch.save(y.float().contiguous(), args.output)
-    print("RESULT " + json.dumps({"variant": args.variant, "threads": torch.get_num_threads(), "seconds": times,
-                                  "rss_before_forward_mib": rss_before, "peak_rss_mib": peak}))
+    result = {"variant": args.variant, "threads": torch.get_num_threads(), "seconds": times,
+              "rss_before_forward_mib": rss_before, "peak_rss_mib": peak}
+    if args.profile:  # one more forward, after the peak was read, so the profiler touches no figure
+        from torch.profiler import ProfilerActivity, profile
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model(x)
+        result["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile)
+    print("RESULT " + json.dumps(result))
 
 
 # --- parent ----------------------------------------------------------------------------------------------------
@@ -218,6 +227,8 @@ def speed(args, tmp: Path, official: Path | None, info: dict) -> dict:
                     "--output", str(tmp / f"out-{v}-{t}.pt")]
             if official:
                 argv += ["--official", str(official)]
+            if args.profile:
+                argv += ["--profile", str(args.profile)]
             r = _child(argv, f"{VARIANTS[v]}, {h}x{w}, {t} thread(s)")
             r["best_seconds"] = min(r["seconds"])
             r["gflops"] = out["flops"] / r["best_seconds"] / 1e9
@@ -283,8 +294,13 @@ def summary(res: dict) -> str:
                          f"{'yes' if m['flags']['amx_bf16'] else 'no'}; oneDNN reports none): bf16 would run at "
                          "the bf16 matmul rate above, and cirbench refuses --precision bf16 here.")
         lines.append("  speed-up and memory: official / cirbench time and cirbench / official peak RSS, same threads")
+        for t, runs in sp["runs"].items():
+            for v, r in runs.items():
+                if "profile" in r:
+                    lines.append(f"--- top operators: {VARIANTS[v]}, {t} thread(s), {sp['size']} ---\n{r['profile']}")
     if res.get("goals"):
-        lines.append("goals (issue 14):")
+        size = (res.get("speed") or {}).get("size")
+        lines.append("goals (issue 14)" + ("" if size == "480x736" else f", set for 480x736 (this run: {size})") + ":")
         lines += [f"  {k}: {'met' if v else 'NOT met'}" for k, v in res["goals"].items()]
     import harness_report  # only here: the forward children stay free of OpenCV
 
@@ -312,6 +328,7 @@ def child_main(argv: list[str]) -> int:
     p.add_argument("--weights")
     p.add_argument("--input")
     p.add_argument("--output")
+    p.add_argument("--profile", type=int, default=0)
     args = p.parse_args(argv)
     (forward_child if args.mode == "_forward" else peak_child)(args)
     return 0
@@ -333,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--goals", default="speed,metrics,harness",
                    help="comma-separated subset of speed,metrics,harness (default all)")
     p.add_argument("--json", "--out", dest="json", help="write the results as JSON here (a file, or a folder)")
+    p.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="ROWS",
+                   help="also print each forward's top operators (torch.profiler, one extra forward; 20 rows)")
     harness_report.add_arguments(p)
     args = p.parse_args(argv)
 
