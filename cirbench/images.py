@@ -13,6 +13,7 @@ Every evaluation image becomes uint8: HxW for grayscale, HxWx3 RGB for colour. P
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -29,32 +30,42 @@ MAX_PIXELS = 16384 * 16384  # 268 MP; above this Pillow's bomb guard refuses the
 _EXIF_ORIENTATION = 0x0112
 
 
+# Pillow's own guard is a process-wide limit plus a warning; preflight reads files from several threads, and
+# warning filters are not thread-safe, so the guard is ours: Pillow's is lifted only while a header is parsed
+# (under a lock) and the size is checked before any pixel is decoded.
+_GUARD_LOCK = threading.Lock()
+
+
+def _open_unguarded(path: Path) -> Image.Image:
+    with _GUARD_LOCK:
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
 def read_image(path: str | Path, *, min_side: int = MIN_SIDE, notes: list[str] | None = None) -> np.ndarray:
     """Read an image as uint8 gray (HxW) or RGB (HxWx3) following the module's policy. The policy's warnings
     are appended to ``notes`` when given (thread-safe, unlike the warnings module), else warned."""
     path = Path(path)
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                arr = _to_array(im, path, notes)
+        with _open_unguarded(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageError(
+                    f"{path}: larger than {MAX_PIXELS} pixels (decompression-bomb guard); split or downscale it"
+                )
+            im.load()
+            arr = _to_array(im, path, notes)
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            f"{path}: larger than {MAX_PIXELS} pixels (decompression-bomb guard); split or downscale it"
-        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read; remove it from the dataset folder") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({exc}); replace the file") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
     h, w = arr.shape[:2]
     if min(h, w) < min_side:
         raise ImageError(

@@ -146,8 +146,8 @@ def test_tiny_image_refused(tmp_path):
     assert read_image(f, min_side=1).shape == (4, 4, 3)
 
 
-# Pillow warns above MAX_IMAGE_PIXELS and raises above twice it: a 40x40 image (1600 pixels) hits each path.
-@pytest.mark.parametrize("limit", [1000, 700], ids=["warning-path", "error-path"])
+# Pillow would warn above 1000 and raise above 700 (twice the limit): the guard refuses both the same way.
+@pytest.mark.parametrize("limit", [1000, 700], ids=["warning-range", "error-range"])
 def test_decompression_bomb_guard(tmp_path, monkeypatch, limit):
     f = tmp_path / "big.png"
     Image.fromarray(_rgb(40, 40)).save(f)
@@ -159,3 +159,33 @@ def test_decompression_bomb_guard(tmp_path, monkeypatch, limit):
     assert Image.MAX_IMAGE_PIXELS == before  # restored
     monkeypatch.setattr(images, "MAX_PIXELS", 1600)
     assert read_image(f).shape == (40, 40, 3)
+
+
+def test_bomb_guard_holds_across_threads(tmp_path):
+    """Preflight reads from several threads: every oversized file is refused, none only warned about (the CI
+    failure that made the guard ours: another thread's warning filter let a 400 MP header through)."""
+    import struct
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    huge = tmp_path / "huge.png"  # declares 20000x20000 = 400 MP, carries no pixels
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+    small = tmp_path / "small.png"
+    Image.fromarray(_rgb(40, 40)).save(small)
+
+    def read(path):
+        try:
+            return read_image(path).shape
+        except ImageError as exc:
+            return str(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bomb warning escaping the guard fails the test
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(read, [huge, small] * 40))
+    assert all("decompression-bomb guard" in r for r in results[::2])
+    assert all(r == (40, 40, 3) for r in results[1::2])
