@@ -58,9 +58,9 @@ def bench(session: nox.Session) -> None:
     else:
         args += [f"--benchmark-compare={BENCH_BASELINE}", "--benchmark-compare-fail=mean:25%"]
     session.run(*args, *session.posargs)
-    # Issue 7's goals as ratios measured in one run (ours vs the naive official forward, metrics vs a numpy +
-    # OpenCV reference, harness overhead). Small by default; pass a size for the paper-scale figure, e.g.
-    # `python benchmarks/perf_report.py --size 480x736 --config official` on an idle machine.
+    # Ratios measured in one run: ours vs the official PromptCIR forward ($CIRBENCH_OFFICIAL_PROMPTCIR names its
+    # model.py, see docs/performance.md), metrics vs a numpy + OpenCV reference, harness overhead. Small here; the
+    # paper-scale figure is `python benchmarks/perf_report.py` (480x736) on an idle machine.
     session.run("python", "benchmarks/perf_report.py", "--size", "128x192", "--datasets", "classic5", "--qf", "10")
 
 
