@@ -64,8 +64,6 @@ def run(args) -> int:
                                        **({"tile": args.tile} if args.tile else {}),
                                        **({"overlap": args.overlap} if args.overlap is not None else {}),
                                        **({"ensemble": args.ensemble} if args.ensemble else {}))
-    if not datasets:
-        protocol = _samples_when_nothing_present(protocol, args.data_root)
     names = common.csv(args.models) or list(protocol.models)
     weighted = [n for n in names if n != "jpeg"]
     if args.weights and len(weighted) != 1:
@@ -76,6 +74,8 @@ def run(args) -> int:
                                      skip_missing=not args.models, profile=not args.no_profile)
         if not models:
             raise ConfigError("no model to run")
+        if not datasets:  # after the models, so a mistyped model or card is the only line printed
+            protocol = _samples_when_nothing_present(protocol, args.data_root, say=ctx.main)
         out = Path(args.out) if args.out else Path("runs") / protocol.name
         kwargs = dict(data_root=args.data_root, required_datasets=set(datasets or ()), save_images=args.save_images,
                       skip_invalid=args.skip_invalid)
@@ -95,14 +95,15 @@ def run(args) -> int:
     return 0
 
 
-def _samples_when_nothing_present(protocol, root):
+def _samples_when_nothing_present(protocol, root, say: bool = True):
     """A fresh machine has no standard dataset: say how to get each, and run on the bundled samples."""
     from ..eval.datasets import REGISTRY, SAMPLES, data_root, present
 
     if any(present(d, root) for d in protocol.datasets):
         return protocol
     commands = list(dict.fromkeys(REGISTRY[d].fetch_command for d in protocol.datasets if d in REGISTRY))
-    print(f"none of the protocol's datasets ({', '.join(protocol.datasets)}) is under {data_root(root)}; get them "
-          f"with: {'; '.join(commands)}. Running on the photographs bundled with scikit-image "
-          f"({', '.join(SAMPLES)}) instead.", file=sys.stderr)
+    if say:
+        print(f"none of the protocol's datasets ({', '.join(protocol.datasets)}) is under {data_root(root)}; get them "
+              f"with: {'; '.join(commands)}. Running on the photographs bundled with scikit-image "
+              f"({', '.join(SAMPLES)}) instead.", file=sys.stderr)
     return protocol.select(list(SAMPLES))

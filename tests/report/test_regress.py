@@ -1,6 +1,8 @@
 """``cirbench regress``: exit 0 on the untouched tree, 1 when a model or a metric is broken, 2 on errors.
 
-Runs stay small (Classic5 or LIVE1 at one or four QFs) so the suite runs in well under a minute.
+Runs stay small so the suite runs in well under a minute. The mechanics run on ``samples_gray`` (five gray
+photographs bundled with scikit-image, so they run on any clone); the committed baselines need the standard
+datasets (``data_root``).
 """
 
 import json
@@ -26,12 +28,12 @@ def regress(*args: str) -> int:
 
 @pytest.fixture(scope="module")
 def jpeg_run(tmp_path_factory):
-    """A baseline and its run: the JPEG input on Classic5 at QF 10 (a few seconds)."""
+    """A baseline and its run: the JPEG input on samples_gray at QF 10 (a few seconds)."""
     tmp = tmp_path_factory.mktemp("jpeg")
     base, run = tmp / "base.json", tmp / "run"
     torch.set_num_threads(1)
     rc = regress("--update", "--baseline", base, "--protocol", "blind", "--models", "jpeg",
-                 "--datasets", "classic5", "--qf", "10", "--out", run, "--note", "test")
+                 "--datasets", "samples_gray", "--qf", "10", "--out", run, "--note", "test")
     assert rc == 0
     return base, run
 
@@ -40,7 +42,7 @@ def test_update_writes_a_valid_baseline(jpeg_run):
     base, _ = jpeg_run
     data = json.loads(base.read_text())
     assert data["schema"] == SCHEMA and data["protocol"] == "blind" and data["note"] == "test"
-    assert data["models"] == ["jpeg"] and data["datasets"] == ["classic5"] and data["qfs"] == [10]
+    assert data["models"] == ["jpeg"] and data["datasets"] == ["samples_gray"] and data["qfs"] == [10]
     assert data["tolerance"] == DEFAULT_TOLERANCE
     assert data["provenance"]["encoder"]["encoder"] == "pillow"
     assert {(e["space"], e["metric"]) for e in data["entries"]} == {("gray", m) for m in ("psnr", "ssim", "psnrb")}
@@ -56,7 +58,7 @@ def test_untouched_tree_passes(jpeg_run, capsys):
     assert regress("--baseline", base, run) == 0  # or checks a finished run
 
 
-def test_committed_jpeg_baseline_classic5_matches_a_fresh_run(capsys):
+def test_committed_jpeg_baseline_classic5_matches_a_fresh_run(data_root, capsys):
     data = load_baseline(JPEG_BASELINE)
     assert data["protocol"] == "blind" and data["qfs"] == [10, 20, 30, 40]
     assert {"classic5", "live1", "live1_gray", "bsds500", "bsds500_gray"} <= set(data["datasets"])
@@ -66,7 +68,7 @@ def test_committed_jpeg_baseline_classic5_matches_a_fresh_run(capsys):
     assert "all 12 baseline numbers within tolerance" in out.err
 
 
-def test_metric_without_rounding_is_a_regression(monkeypatch, capsys):
+def test_metric_without_rounding_is_a_regression(data_root, monkeypatch, capsys):
     # KAIR rounds Y to integers; BasicSR does not. Dropping the rounding moves LIVE1's Y numbers.
     unrounded = metrics.rgb_to_y
     monkeypatch.setattr(metrics, "rgb_to_y", lambda rgb, rounded=True: unrounded(rgb, rounded=False))
@@ -109,7 +111,7 @@ def tiny_card(tmp_path, monkeypatch):
 def test_model_with_one_weight_changed_is_a_regression(tiny_card, tmp_path, capsys):
     base = tmp_path / "tiny.json"
     assert regress("--update", "--baseline", base, "--protocol", "blind", "--models", "tiny-regress",
-                   "--datasets", "classic5", "--qf", "10") == 0
+                   "--datasets", "samples_gray", "--qf", "10") == 0
     assert regress("--baseline", base) == 0
     capsys.readouterr()
 
@@ -119,7 +121,7 @@ def test_model_with_one_weight_changed_is_a_regression(tiny_card, tmp_path, caps
     assert regress("--baseline", base) == 1
     err = capsys.readouterr().err
     for metric in ("psnr", "ssim", "psnrb"):
-        assert f"REGRESSION tiny-regress/classic5/qf10/gray/{metric}: expected" in err
+        assert f"REGRESSION tiny-regress/samples_gray/qf10/gray/{metric}: expected" in err
 
 
 def test_missing_baseline_file_is_a_usage_error(tmp_path, capsys):
@@ -140,7 +142,7 @@ def test_usage_errors(jpeg_run, tmp_path, capsys):
 
 
 def test_absent_dataset_is_a_data_error(jpeg_run, tmp_path, capsys):
-    # bsds500 has no embedded copy: with an empty data root the run cannot be made.
+    # With an empty data root a baseline of a standard dataset cannot be run.
     base, _ = jpeg_run
     data = json.loads(base.read_text())
     data["datasets"] = ["bsds500"]
@@ -159,7 +161,7 @@ def test_row_absent_from_run_fails_and_new_row_does_not(jpeg_run, tmp_path, caps
     data["entries"].append(extra)
     (tmp_path / "more.json").write_text(json.dumps(data))
     assert regress("--baseline", tmp_path / "more.json", run) == 1
-    assert f"REGRESSION jpeg/classic5/qf20/gray/{extra['metric']}: expected" in capsys.readouterr().err
+    assert f"REGRESSION jpeg/samples_gray/qf20/gray/{extra['metric']}: expected" in capsys.readouterr().err
 
     data["entries"] = data["entries"][1:-1]  # the run now holds one group metric the baseline lacks
     (tmp_path / "fewer.json").write_text(json.dumps(data))
