@@ -1,8 +1,6 @@
 """Metrics in every convention (y, y-float, y-full, rgb, gray) against independent plain implementations (KAIR/FBCNN
 style, OpenCV's own gray conversion) and scikit-image, on real images."""
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,14 +12,6 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from cirbench import metrics
 from cirbench.images import read_image
 from cirbench.jpeg import compress
-
-DATA = Path(os.environ.get("CIRBENCH_DATA") or "/nonexistent")  # only the FBCNN live1_gray check needs it
-
-
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 # --- plain reference implementations -------------------------------------------------------------------
@@ -246,16 +236,14 @@ def test_pillow_gray_within_one_of_opencv():
     assert diff.max() <= 1
 
 
-def test_y_within_one_of_fbcnn_live1_gray():
-    gray_dir = DATA / "live1_gray"
-    if not gray_dir.is_dir():
-        pytest.skip("live1_gray not available")
+def test_y_within_one_of_fbcnn_live1_gray(data_root):
+    gray_dir = data_root / "live1_gray"
     pngs = sorted(gray_dir.glob("*.png"))
     assert len(pngs) == 29
     exact = total = 0
     for png in pngs:
         fbcnn = read_image(png)
-        colour = read_image(_need(DATA / "live1" / (png.stem + ".bmp")))
+        colour = read_image(data_root / "live1" / (png.stem + ".bmp"))
         ours = metrics.rgb_to_y(colour)
         assert ours.shape == fbcnn.shape, png.name
         diff = np.abs(ours.astype(int) - fbcnn.astype(int))
