@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
                    help="squeeze both stages and the warm-up into N steps in total (smoke runs)")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop after global step STEP with a checkpoint; --resume continues")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of wall time with a checkpoint and final_ema.safetensors "
+                        "(a time-boxed run, e.g. on a lent GPU); --resume continues")
     p.set_defaults(func=run)
 
 
@@ -23,7 +26,8 @@ def run(args) -> int:
     from ..train import train
 
     out = args.out or str(Path("runs") / "train" / Path(args.config).stem)
-    result = train(args.config, out, resume=args.resume, steps_override=args.steps_override, stop_at=args.stop_at)
+    result = train(args.config, out, resume=args.resume, steps_override=args.steps_override, stop_at=args.stop_at,
+                   max_minutes=args.max_minutes)
     if int(os.environ.get("RANK", "0")) == 0:
         state = "finished" if result["finished"] else "stopped"
         print(f"{state} at step {result['step']} ({result['seconds']:.0f} s of training); outputs in {out}")

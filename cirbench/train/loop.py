@@ -17,7 +17,8 @@ ints, floats and strings, so ``torch.load(path, weights_only=True)`` reads them.
 Distributed: under ``torchrun --nproc_per_node=N`` every rank takes ``batch_size / N`` samples of each
 global batch, DDP averages the gradients, and only rank 0 writes files or logs.
 
-Outputs in ``out_dir``: ``checkpoint_last.pt``, ``final_ema.safetensors`` (at the end), ``log.jsonl``
+Outputs in ``out_dir``: ``checkpoint_last.pt``, ``final_ema.safetensors`` (at the end, or when
+``max_minutes`` runs out), ``log.jsonl``
 (step, stage, loss, lr, seconds, val_psnr when validated), ``curves.png`` and ``train_config.json``.
 Every one is written atomically (:func:`cirbench.files.atomic_write`), except ``log.jsonl``, which is
 appended to and cut back to the checkpoint on resume.
@@ -168,6 +169,14 @@ class _Dist:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on any: ranks must stop at the same step or DDP hangs."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
 
 def _setup_distributed(runtime: RuntimeConfig) -> _Dist:
@@ -336,8 +345,9 @@ class _Trainer:
             truncate_log(log, self.step)
         return log
 
-    def run(self, resume: bool, stop_at: int | None) -> dict:
+    def run(self, resume: bool, stop_at: int | None, max_seconds: float | None = None) -> dict:
         cfg, ctx = self.cfg, self.ctx
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
         if ctx.main:
             _remove_stale_temps(self.out)
         if resume:
@@ -358,9 +368,10 @@ class _Trainer:
         bar = _progress(total, self.step, disable=not ctx.main)
         stages = [(1, cfg.stage1.steps), (2, total)]  # (stage, its last step)
         last_saved = self.step
+        out_of_time = False
         with open(log_path, "a", encoding="utf-8") if ctx.main else contextlib.nullcontext() as log:
             for stage, last in stages:
-                if self.step >= min(last, end):
+                if self.step >= min(last, end) or out_of_time:
                     continue
                 t0 = time.perf_counter()
                 for inp, target in self._loader(stage, self.step, min(last, end)):
@@ -389,13 +400,16 @@ class _Trainer:
                         last_saved = self.step
                         if ctx.main and self.step % (cfg.checkpoint_every * CURVES_EVERY) == 0:
                             write_curves(log_path, self.out / CURVES_NAME)
+                    if deadline is not None and ctx.any(time.monotonic() > deadline):
+                        out_of_time = True
+                        break
         bar.close()
         if self.step != last_saved:
             self.save_checkpoint()
         finished = self.step >= total
         if ctx.main:
             write_curves(log_path, self.out / CURVES_NAME)
-            if finished:
+            if finished or out_of_time:  # a time-boxed run (a lent GPU) brings its weights back either way
                 save_state_dict(self.ema.state_dict(), self.out / FINAL_EMA_NAME)
         ctx.barrier()
         return {"step": self.step, "finished": finished, "out_dir": str(self.out), "seconds": self.elapsed}
@@ -423,12 +437,14 @@ def train(
     *,
     steps_override: int | None = None,
     stop_at: int | None = None,
+    max_minutes: float | None = None,
 ) -> dict:
     """Train from a config (file or :class:`TrainConfig`) into ``out_dir``.
 
     ``resume`` continues ``out_dir/checkpoint_last.pt`` exactly. ``steps_override`` squeezes the recipe
     into that many steps (:func:`override_steps`). ``stop_at`` stops after that global step with a
-    checkpoint, leaving the schedule unchanged (a resumable pause).
+    checkpoint, leaving the schedule unchanged (a resumable pause). ``max_minutes`` stops at the first step past
+    that much wall time (all ranks at the same step) with a checkpoint and ``final_ema.safetensors``.
     Returns {step, finished, out_dir, seconds}.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
@@ -438,7 +454,8 @@ def train(
     try:
         # Rank 0 writes every file: one training per output folder (a second one is refused at once).
         with FolderLock(out_dir, "training") if ctx.main else contextlib.nullcontext():
-            return _Trainer(cfg, Path(out_dir), ctx).run(resume, stop_at)
+            return _Trainer(cfg, Path(out_dir), ctx).run(
+                resume, stop_at, None if max_minutes is None else 60.0 * max_minutes)
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()

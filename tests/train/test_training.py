@@ -269,6 +269,22 @@ def test_promptcir_trains_when_available(images, tmp_path):
     assert result["finished"] and all(math.isfinite(x) for x in _losses(tmp_path / "pc"))
 
 
+def test_max_minutes_stops_with_weights_and_resumes_exactly(images, tmp_path):
+    """A time-boxed run (a lent GPU) stops at the first step past its budget with a checkpoint and the EMA
+    weights; --resume then finishes it with the losses of a run that never stopped."""
+    cfg = config_from_dict(_table(images), "cfg.toml")
+    full, boxed = tmp_path / "full", tmp_path / "boxed"
+    train(cfg, full)
+    result = train(cfg, boxed, max_minutes=0)  # the budget is spent after the first step
+    assert result["step"] == 1 and result["finished"] is False
+    ema = torch.load(boxed / CHECKPOINT_NAME, weights_only=True)["ema"]
+    net = TinyNet()
+    load_into(net, boxed / FINAL_EMA_NAME)
+    assert all(torch.equal(v, ema[k]) for k, v in net.state_dict().items())
+    assert train(cfg, boxed, resume=True)["finished"] is True
+    assert _losses(full) == _losses(boxed)
+
+
 def test_init_starts_from_given_weights(images, tmp_path):
     """``model.init`` (fine-tuning) loads earlier weights before step 1; a training checkpoint's EMA is used."""
     first = tmp_path / "first"
