@@ -4,6 +4,7 @@ run folder.
 Shards split a protocol by image, so their records are disjoint; the merge keeps the first copy of any key
 present twice, orders records canonically (by ``records.KEY``) and combines the provenance, so one report
 covers the whole protocol. Both files are written atomically: an interrupted merge leaves no partial run.
+Images saved by ``--save-images`` are gathered too (hard links where possible), so crops work on the merge.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..files import FolderLock, atomic_write, dumps
-from .records import FIELDS, KEY, RECORDS_FILE, RUN_FILE, iter_records, read_run_info
+from .records import FIELDS, IMAGES_DIR, KEY, RECORDS_FILE, RUN_FILE, iter_records, read_run_info
 
 __all__ = ["merge_runs", "canonical"]
 
@@ -67,4 +68,20 @@ def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     except OSError as exc:
         raise RunError(f"{out}: cannot write the merged run ({exc.strerror or exc}); the files there are as they were "
                        "(each is replaced whole or not at all): free space and rerun the merge") from None
+    for d in run_dirs:
+        _gather_images(Path(d) / IMAGES_DIR, out / IMAGES_DIR)
     return len(records)
+
+
+def _gather_images(src: Path, dst: Path) -> None:
+    if not src.is_dir() or src.resolve() == dst.resolve():
+        return
+    for f in sorted(src.rglob("*.png")):
+        target = dst / f.relative_to(src)
+        if target.exists():
+            continue  # first copy wins, as for records
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(f, target)
+        except OSError:  # another file system, or no hard links
+            atomic_write(target, f.read_bytes())

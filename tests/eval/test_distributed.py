@@ -119,11 +119,12 @@ def test_torchrun_two_processes_leave_one_run_equal_to_the_single_one(setup):
 
     root, data, env = setup
     single = root / "single-t"
-    proc = subprocess.run(_run_args(data, single), env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(_run_args(data, single, "--save-images"), env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = root / "torchrun"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cirbench",
-           *_run_args(data, out)[3:]]
+           *_run_args(data, out, "--save-images")[3:]]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "merged" in proc.stderr
@@ -140,6 +141,9 @@ def test_torchrun_two_processes_leave_one_run_equal_to_the_single_one(setup):
             assert ours == theirs
     info = json.loads((out / "run.json").read_text())
     assert sorted(m["shard"] for m in info["merged_from"]) == ["1/2", "2/2"]
+    # --save-images: every rank's images are gathered into the merged run, as a single run lays them out.
+    saved = sorted(p.relative_to(single).as_posix() for p in (single / "images").rglob("*.png"))
+    assert saved and saved == sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png"))
     # The same command again resumes every rank (nothing left) and merges again.
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
