@@ -52,6 +52,12 @@ class RunSummary:
     wall_seconds: float = 0.0
 
 
+def _program() -> str:
+    """``cirbench`` also under ``python -m cirbench`` and ``torchrun -m cirbench`` (argv[0] is then __main__.py)."""
+    name = Path(sys.argv[0]).name
+    return "cirbench" if name == "__main__.py" else name
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"K/N"`` (1-based) -> (K-1, N); None -> (0, 1)."""
     if not text:
@@ -93,7 +99,7 @@ def provenance(protocol: Protocol, device: str) -> dict:
                       "pillow": PIL.__version__, "scikit-image": skimage.__version__},
         "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
         "threads": torch.get_num_threads(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join([_program(), *sys.argv[1:]]),
     }
 
 
