@@ -44,6 +44,13 @@ GOALS = {"speed": 3.0, "memory": 0.25, "diff": 1e-4, "bf16_speed": 8.0}  # issue
 VARIANTS = {"official": "official (fp32)", "ours": "cirbench (fp32)", "ours-bf16": "cirbench (bf16 autocast)"}
 
 
+def _shown(path) -> str:
+    """A path as written in the JSON: under the home folder as ~/..., so results name no machine's layout."""
+    text = str(path)
+    home = str(Path.home())
+    return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+
 # --- this process ------------------------------------------------------------------------------------------
 def _status_mib(field: str) -> float | None:
     try:
@@ -212,7 +219,7 @@ def speed(args, tmp: Path, official: Path | None, info: dict) -> dict:
     h, w = args.size
     if h % 32 or w % 32:
         raise SystemExit(f"--size {h}x{w}: both sides must be multiples of 32 (PromptCIR's pad multiple)")
-    out: dict = {"size": f"{h}x{w}", "repeat": args.repeat, "official_file": str(official) if official else None,
+    out: dict = {"size": f"{h}x{w}", "repeat": args.repeat, "official_file": _shown(official) if official else None,
                  "peaks": {}, "runs": {}}
     for t in args.threads:
         out["peaks"][t] = _child(["_peak", "--threads", str(t)], f"matmul peak, {t} thread(s)")
@@ -361,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.official or os.environ.get(official_anchor.ENV)) and official is None:
         raise SystemExit(f"no official model.py at {args.official or os.environ[official_anchor.ENV]}\n\n"
                          + official_anchor.HOW_TO_GET)
-    res: dict = {"command": " ".join([Path(sys.argv[0]).name, *argv]),
+    res: dict = {"command": " ".join([Path(sys.argv[0]).name, *map(_shown, argv)]),
                  "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average": os.getloadavg(),
                  "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="cirbench-perf-") as td:
