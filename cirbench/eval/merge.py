@@ -68,8 +68,12 @@ def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     except OSError as exc:
         raise RunError(f"{out}: cannot write the merged run ({exc.strerror or exc}); the files there are as they were "
                        "(each is replaced whole or not at all): free space and rerun the merge") from None
-    for d in run_dirs:
-        _gather_images(Path(d) / IMAGES_DIR, out / IMAGES_DIR)
+    try:
+        for d in run_dirs:
+            _gather_images(Path(d) / IMAGES_DIR, out / IMAGES_DIR)
+    except OSError as exc:
+        raise RunError(f"{out}: records merged, but saved images could not be gathered ({exc.strerror or exc}); "
+                       "free space and rerun the merge (images already gathered are kept)") from None
     return len(records)
 
 
