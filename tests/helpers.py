@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
+
+from cirbench.zoo.checkpoints import unwrap_state_dict
 
 KEYS = Path(__file__).resolve().parent / "data" / "keys"
 
@@ -19,6 +22,16 @@ def official_keys(name: str) -> list[tuple[str, tuple[int, ...]]]:
             dims = shape.strip("[] ")
             out.append((key, tuple(int(v) for v in dims.split(",") if v)))
     return out
+
+
+def read_state_dict(path) -> dict[str, torch.Tensor]:
+    """A weights file's flat ``{name: tensor}`` (safetensors, or a pickle read with ``weights_only=True``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), str(path))
 
 
 class TinyNet(nn.Module):

@@ -5,9 +5,10 @@ masks, strided unfold), so tests pin its semantics against these."""
 from __future__ import annotations
 
 import torch
+from reference_promptcir import window_reverse
 from torch import nn
 
-from cirbench.archs.hat import HAB, OCAB, RHAG, WindowAttention, window_partition, window_reverse
+from cirbench.archs.hat import HAB, OCAB, RHAG, WindowAttention, window_partition
 
 
 def loop_rpi_sa(ws: int) -> torch.Tensor:

@@ -26,16 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .restormer import FeedForward, autocast_on, band_rows, compute_dtype, fast_path
+from .kernels import autocast_on, band_rows, compute_dtype, fast_path
+from .restormer import FeedForward
 
 __all__ = [
     "CHUNK_PIXELS",
     "calculate_rpi_sa",
     "calculate_rpi_oca",
-    "calculate_shift_mask",
     "window_order",
     "window_partition",
-    "window_reverse",
     "ChannelAttention",
     "CAB",
     "WindowAttention",
@@ -108,30 +107,12 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * nW, ws, ws, C) -> (B, H, W, C)."""
-    c = windows.shape[-1]
-    x = windows.view(-1, h // window_size, w // window_size, window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, h, w, c)
-
-
 def _region_labels(length: int, window_size: int, shift_size: int) -> torch.Tensor:
     """Swin region label (0, 1, 2) of each row (or column) of a cyclically shifted map."""
     lab = torch.zeros(length)
     lab[length - window_size : length - shift_size] = 1
     lab[length - shift_size :] = 2
     return lab
-
-
-def calculate_shift_mask(h: int, w: int, window_size: int, shift_size: int) -> torch.Tensor:
-    """Full SW-MSA mask ``(nW, ws*ws, ws*ws)`` with 0 / -100 entries, as HAT's ``calculate_mask``.
-
-    Used by tests and references; the model itself only builds the boundary-window patterns.
-    """
-    img = _region_labels(h, window_size, shift_size)[:, None] * 3 + _region_labels(w, window_size, shift_size)
-    win = window_partition(img[None, :, :, None], window_size).view(-1, window_size * window_size)
-    diff = win[:, None, :] - win[:, :, None]
-    return torch.zeros_like(diff).masked_fill_(diff != 0, MASK_VALUE)
 
 
 @lru_cache(maxsize=16)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .restormer import Downsample, OverlapPatchEmbed, TransformerBlock, TransformerBlocks, Upsample, pointwise
+from .kernels import conv1x1
+from .restormer import Downsample, OverlapPatchEmbed, TransformerBlock, TransformerBlocks, Upsample
 
 __all__ = ["PromptGenBlock", "PromptIR"]
 
@@ -134,24 +135,19 @@ class PromptIR(nn.Module):
         latent = self.latent(self.down3_4(enc3))
 
         latent = torch.cat([latent, self.prompt3(latent)], 1)
-        latent = _conv1x1(self.reduce_noise_level3, self.noise_level3(latent))
+        latent = conv1x1(self.reduce_noise_level3, self.noise_level3(latent))
 
-        dec3 = _conv1x1(self.reduce_chan_level3, torch.cat([self.up4_3(latent), enc3], 1))
+        dec3 = conv1x1(self.reduce_chan_level3, torch.cat([self.up4_3(latent), enc3], 1))
         dec3 = self.decoder_level3(dec3)
         dec3 = torch.cat([dec3, self.prompt2(dec3)], 1)
-        dec3 = _conv1x1(self.reduce_noise_level2, self.noise_level2(dec3))
+        dec3 = conv1x1(self.reduce_noise_level2, self.noise_level2(dec3))
 
-        dec2 = _conv1x1(self.reduce_chan_level2, torch.cat([self.up3_2(dec3), enc2], 1))
+        dec2 = conv1x1(self.reduce_chan_level2, torch.cat([self.up3_2(dec3), enc2], 1))
         dec2 = self.decoder_level2(dec2)
         dec2 = torch.cat([dec2, self.prompt1(dec2)], 1)
-        dec2 = _conv1x1(self.reduce_noise_level1, self.noise_level1(dec2))
+        dec2 = conv1x1(self.reduce_noise_level1, self.noise_level1(dec2))
 
         dec1 = torch.cat([self.up2_1(dec2), enc1], 1)
         dec1 = self.refinement(self.decoder_level1(dec1))
         out = self.output(dec1) + x
         return out.contiguous(memory_format=out_format or torch.contiguous_format)
-
-
-def _conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 conv of an NCHW map as one matrix product on its channels-last view."""
-    return pointwise(x.permute(0, 2, 3, 1), conv).permute(0, 3, 1, 2)

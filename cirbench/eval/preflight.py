@@ -9,7 +9,6 @@ collected once per file.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +111,3 @@ def output_problem(path: Path, verdict: Verdict, want_hw: tuple[int, int], gray:
         return f"{path}: a gray output for a colour image; save the restored colour image"
     return None
 
-
-def env_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))

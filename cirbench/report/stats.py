@@ -64,10 +64,6 @@ class PairedComparison:
     hi: float
     p_sign: float
 
-    @property
-    def half_width(self) -> float:
-        return (self.hi - self.lo) / 2.0
-
     def significant(self, alpha: float = 0.05) -> bool:
         return self.p_sign < alpha
 

@@ -19,9 +19,7 @@ from ..config import closest, find_tomls, from_table, load_toml
 from ..errors import ConfigError
 from ..files import cache_dir
 
-__all__ = ["Weights", "WeightFile", "ModelCard", "list_cards", "load_card", "PAD_MODES"]
-
-PAD_MODES = ("reflect", "replicate", "symmetric", "official32", "none")
+__all__ = ["Weights", "WeightFile", "ModelCard", "list_cards", "load_card"]
 
 
 @dataclass(kw_only=True)

@@ -23,7 +23,6 @@ from ..files import atomic_write, sha256_file
 __all__ = [
     "CheckpointError",
     "load_into",
-    "read_state_dict",
     "save_state_dict",
     "unwrap_state_dict",
 ]
@@ -151,12 +150,6 @@ def _read_raw(path: Path):
         f"{path}: unsupported checkpoint extension {suffix!r} "
         f"(expected one of {', '.join(PICKLE_SUFFIXES + (SAFETENSORS_SUFFIX,))})"
     )
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.pth/.pt/.ckpt/.bin`` or ``.safetensors`` file into a flat ``{name: tensor}`` dict."""
-    path = Path(path)
-    return unwrap_state_dict(_read_raw(path), source=str(path))
 
 
 def _match_to_model(sd: dict[str, torch.Tensor], expected: Mapping, source: str) -> dict[str, torch.Tensor]:

@@ -74,7 +74,7 @@ def test_same_keys_as_full_official_config():
 def test_banded_transformer_blocks_match_autograd_path(monkeypatch, shape, rows, bias, ln_type):
     """Without autograd, Restormer blocks stream the map in row bands and update it in place (MDTA from
     banded Gram matrices, GDFN with carried halo rows); same values as the autograd path, input untouched."""
-    from cirbench.archs import restormer
+    from cirbench.archs import kernels, restormer
 
     torch.manual_seed(0)
     blocks = restormer.TransformerBlocks(*[restormer.TransformerBlock(12, 2, 2.66, bias, ln_type) for _ in range(3)])
@@ -86,10 +86,10 @@ def test_banded_transformer_blocks_match_autograd_path(monkeypatch, shape, rows,
                 p.normal_(0, 0.5)  # biases matter, and padding must stay zero around them
     x = torch.randn(*shape)
     want_blocks, want_one = blocks(x), blocks[0](x)  # autograd on: the whole-map path
-    monkeypatch.setattr(restormer, "BAND_PIXELS", rows * shape[-1])
+    monkeypatch.setattr(kernels, "BAND_PIXELS", rows * shape[-1])
     before = x.clone()
     with torch.no_grad():
-        assert restormer.band_rows(shape[-1]) == rows
+        assert kernels.band_rows(shape[-1]) == rows
         got_blocks, got_one = blocks(x), blocks[0](x)
     torch.testing.assert_close(got_blocks, want_blocks, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_one, want_one, atol=1e-5, rtol=1e-5)
@@ -98,7 +98,7 @@ def test_banded_transformer_blocks_match_autograd_path(monkeypatch, shape, rows,
 
 
 def test_banded_model_matches_naive(monkeypatch):
-    from cirbench.archs import restormer
+    from cirbench.archs import kernels
 
     torch.manual_seed(2)
     cfg = {**REDUCED, "window_size": 8}
@@ -106,14 +106,14 @@ def test_banded_model_matches_naive(monkeypatch):
     ref = NaivePromptCIR(**cfg).eval()
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = torch.rand(1, 3, 64, 48)
-    monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
+    monkeypatch.setattr(kernels, "BAND_PIXELS", 200)
     with torch.inference_mode():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)
 
 
 def test_chunked_model_matches_naive(monkeypatch):
     """Window-row chunks of HAB/OCAB attention (and GDFN/MDTA bands) at inference keep the official output."""
-    from cirbench.archs import hat, restormer
+    from cirbench.archs import hat, kernels
 
     torch.manual_seed(3)
     cfg = {**REDUCED, "window_size": 8, "num_blocks": [2, 2, 1, 1]}
@@ -122,7 +122,7 @@ def test_chunked_model_matches_naive(monkeypatch):
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = torch.rand(1, 3, 80, 48)
     monkeypatch.setattr(hat, "CHUNK_PIXELS", 8 * 48)  # one window row per chunk at full resolution
-    monkeypatch.setattr(restormer, "BAND_PIXELS", 200)
+    monkeypatch.setattr(kernels, "BAND_PIXELS", 200)
     with torch.inference_mode():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=0)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from reference_hat import loop_mask, loop_rpi_oca, loop_rpi_sa, ref_ocab, ref_rhag, ref_window_attention
+from reference_promptcir import window_reverse
 
 from cirbench.archs.hat import (
     CAB,
@@ -20,12 +21,11 @@ from cirbench.archs.hat import (
     WindowAttention,
     calculate_rpi_oca,
     calculate_rpi_sa,
-    calculate_shift_mask,
     window_order,
     window_partition,
-    window_reverse,
 )
-from cirbench.archs.restormer import Attention, LayerNorm, TransformerBlock, padded_width
+from cirbench.archs.kernels import padded_width
+from cirbench.archs.restormer import Attention, LayerNorm, TransformerBlock
 
 torch.set_num_threads(1)
 
@@ -46,11 +46,6 @@ def test_rpi_oca_matches_loop(ws):
     # HAT's OCA offsets go negative (they index the table from its end); they stay in range.
     assert rpi.min() < 0
     assert -((ws + wse - 1) ** 2) <= rpi.min() and rpi.max() < (ws + wse - 1) ** 2
-
-
-@pytest.mark.parametrize("hw", [(16, 24), (8, 8), (32, 16)])
-def test_shift_mask_matches_loop(hw):
-    assert torch.equal(calculate_shift_mask(*hw, 8, 4), loop_mask(*hw, 8, 4))
 
 
 @pytest.mark.parametrize("shift", [0, 4])
@@ -182,7 +177,7 @@ def test_chunked_attention_matches_whole_map(monkeypatch, hw, shift, win_rows):
 
 
 def test_chunked_rhag_matches_whole_map(monkeypatch):
-    from cirbench.archs import hat, restormer
+    from cirbench.archs import hat, kernels
 
     torch.manual_seed(4)
     ws = 8
@@ -192,7 +187,7 @@ def test_chunked_rhag_matches_whole_map(monkeypatch):
     with torch.no_grad():
         whole = rhag(x, sa, oca)
         monkeypatch.setattr(hat, "CHUNK_PIXELS", 2 * ws * 24)  # 2 window rows per chunk: 3 chunks
-        monkeypatch.setattr(restormer, "BAND_PIXELS", 5 * 24)  # LayerNorm, CAB and GDFN in 5-row bands
+        monkeypatch.setattr(kernels, "BAND_PIXELS", 5 * 24)  # LayerNorm, CAB and GDFN in 5-row bands
         chunked = rhag(x, sa, oca)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(chunked, ref_rhag(rhag, x, sa, oca), atol=1e-5, rtol=1e-5)
@@ -224,7 +219,7 @@ def test_window_order_is_roll_then_partition(hw, roll):
 @pytest.mark.parametrize("hw", [(24, 16), (8, 24), (16, 8), (8, 8)])
 def test_hab_inference_path_matches_autograd_path(monkeypatch, hw, shift):
     """HAB without autograd (in place, banded LayerNorm / CAB / GDFN, window-row chunks) = the autograd path."""
-    from cirbench.archs import hat, restormer
+    from cirbench.archs import hat, kernels
 
     torch.manual_seed(5)
     blk = HAB(12, 3, 8, shift_size=shift, squeeze_factor=4)
@@ -235,7 +230,7 @@ def test_hab_inference_path_matches_autograd_path(monkeypatch, hw, shift):
     sa = calculate_rpi_sa(8)
     want = blk(x, sa)
     monkeypatch.setattr(hat, "CHUNK_PIXELS", 8 * hw[1])  # one window row per chunk
-    monkeypatch.setattr(restormer, "BAND_PIXELS", 3 * hw[1])  # 3-row bands
+    monkeypatch.setattr(kernels, "BAND_PIXELS", 3 * hw[1])  # 3-row bands
     before = x.clone()
     with torch.no_grad():
         got = blk(x, sa)
@@ -245,13 +240,13 @@ def test_hab_inference_path_matches_autograd_path(monkeypatch, hw, shift):
 
 @pytest.mark.parametrize("rows", [1, 2, 5])
 def test_cab_convs_in_bands(monkeypatch, rows):
-    from cirbench.archs import restormer
+    from cirbench.archs import kernels
 
     torch.manual_seed(6)
     cab = CAB(12, 3, 4)
     x = torch.randn(1, 12, 11, 7)
     want = cab(x)
-    monkeypatch.setattr(restormer, "BAND_PIXELS", rows * 7)
+    monkeypatch.setattr(kernels, "BAND_PIXELS", rows * 7)
     out = torch.empty(11, 7, 12)
     with torch.no_grad():
         factors = cab.convs_into(x[0].permute(1, 2, 0).contiguous(), out)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import read_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
@@ -14,7 +15,6 @@ from cirbench.files import sha256_file
 from cirbench.zoo.checkpoints import (
     CheckpointError,
     load_into,
-    read_state_dict,
     save_state_dict,
     unwrap_state_dict,
 )
@@ -135,7 +135,7 @@ def test_code_carrying_pickle_is_refused(tmp_path):
     torch.save({"conv.weight": torch.zeros(1), "x": _Payload(marker)}, path)
 
     with pytest.raises(CheckpointError) as info:
-        read_state_dict(path)
+        load_into(Small(), path)
     msg = str(info.value)
     assert str(path) in msg and "refused" in msg and "not a plain tensor checkpoint" in msg
     assert not marker.exists()
@@ -208,7 +208,7 @@ def test_unwrap_errors():
     with pytest.raises(CheckpointError, match="cannot find the weights"):
         unwrap_state_dict({"epoch": 3, "note": "hi"})
     with pytest.raises(CheckpointError, match="not found"):
-        read_state_dict("/nonexistent/weights.pth")
+        load_into(Small(), "/nonexistent/weights.pth")
 
 
 def test_model_with_own_net_submodule(tmp_path):
