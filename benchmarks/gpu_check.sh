@@ -45,7 +45,7 @@ import torch
 from cirbench import jpeg
 from cirbench.archs import PromptCIR
 from cirbench.eval.datasets import get_dataset
-from cirbench.eval.records import iter_records
+from cirbench.records import iter_records
 from cirbench.zoo.inference import pad_image
 
 out = Path(sys.argv[1])

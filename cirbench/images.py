@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["ImageError", "read_image", "list_images", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_PIXELS"]
+__all__ = ["ImageError", "read_image", "list_images", "to_uint8", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_PIXELS"]
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 MIN_SIDE = 11  # SSIM's 11x11 window needs at least this much
@@ -117,3 +117,15 @@ def _to_array(im: Image.Image, path: Path, notes: list[str] | None) -> np.ndarra
         except (ValueError, OSError):
             raise ImageError(f"{path}: unsupported image mode {mode}; convert to 8-bit RGB or gray") from None
     return np.asarray(im).copy()
+
+
+def to_uint8(t):
+    """A float tensor in [0, 1] (any shape) as the benchmark rounds a model's output: NaN -> 0, +inf -> 1,
+    -inf -> 0, clamp, x255, round half to even, uint8. Returns ``(uint8 tensor, whether any value was not
+    finite)``."""
+    import torch
+
+    nonfinite = not bool(torch.isfinite(t).all())
+    if nonfinite:
+        t = torch.nan_to_num(t, nan=0.0, posinf=1.0, neginf=0.0)
+    return (t.clamp(0, 1) * 255.0).round().to(torch.uint8), nonfinite

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from cirbench.errors import RunError
-from cirbench.eval.records import FIELDS, KEY, RECORDS_FILE, RecordWriter, check_run, iter_records, read_records
+from cirbench.records import FIELDS, KEY, RECORDS_FILE, RecordWriter, check_run, iter_records, read_records
 
 
 def rec(image="a.png", qf=10, space="gray", psnr=30.5, **extra):

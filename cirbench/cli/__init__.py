@@ -12,11 +12,11 @@ import sys
 import warnings
 
 from ..errors import CirbenchError
-from . import datasets, merge, models, protocols, records, regress, report, run, train
+from . import datasets, merge, metrics, models, protocols, records, regress, report, run, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (run, report, datasets, protocols, models, merge, records, train, regress)
+SUBCOMMANDS = (run, report, datasets, protocols, models, metrics, merge, records, train, regress)
 
 
 def build_parser() -> argparse.ArgumentParser:

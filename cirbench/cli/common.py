@@ -1,12 +1,10 @@
-"""Argument parsing and model building shared by the subcommands."""
+"""Argument parsing shared by the subcommands."""
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import ConfigError
 
-__all__ = ["csv", "qfs", "set_threads", "add_filters", "build_models"]
+__all__ = ["csv", "qfs", "set_threads", "add_filters", "add_metrics"]
 
 
 def csv(text: str | None) -> list[str] | None:
@@ -29,31 +27,14 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def add_filters(p, what: str) -> None:
+def add_filters(p, what: str, folders: bool = False) -> None:
     """``--datasets`` and ``--qf``, as every subcommand that selects work spells them."""
-    p.add_argument("--datasets", help=f"comma-separated datasets {what}")
+    p.add_argument("--datasets", help=f"comma-separated datasets {what}" + ("; folder:PATH allowed" if folders else ""))
     p.add_argument("--qf", help=f"comma-separated quality factors {what}")
 
 
-def build_models(names: list[str], *, weights=None, settings=None, device: str = "cpu", skip_missing: bool = False,
-                 profile: bool = True) -> dict:
-    """Restorers by the name they are run under (a user model's own name for ``module:attr``), each with its
-    profile (parameters, GFLOPs, peak memory) in ``info.extra`` for the report's efficiency table."""
-    from ..errors import WeightsMissing
-    from ..zoo import create_model
-    from ..zoo.profile import profile as measure_profile
-
-    out = {}
-    for name in names:
-        try:
-            m = create_model(name, weights=weights if name != "jpeg" else None, settings=settings, device=device)
-        except WeightsMissing as exc:
-            if not skip_missing:
-                raise
-            print(f"skipped model: {exc}", file=sys.stderr)
-            continue
-        if profile and hasattr(m, "nets"):
-            w = str(weights) if weights and name != "jpeg" else None
-            m.info.extra["profile"] = measure_profile(name, w, weights_sha256=m.info.extra.get("weights_sha256"))
-        out[m.info.name if name != m.info.name and ":" in name else name] = m
-    return out
+def add_metrics(p) -> None:
+    """``--metrics``, as ``run`` spells it (the names are the metrics registry's: `cirbench metrics list`)."""
+    p.add_argument("--metrics", help="comma-separated metrics to compute (default: the protocol's; `cirbench metrics "
+                   "list` names them): registered names, installed plug-ins, or module:attr (a function "
+                   "fn(restored, target) -> float; see README)")

@@ -11,11 +11,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..eval.records import check_run
+    from ..metrics import DEFAULT_METRICS
+    from ..records import check_run
 
     failed = 0
     for run_dir in args.runs:
-        errors, notes = check_run(run_dir)
+        errors, notes = check_run(run_dir, DEFAULT_METRICS)
         for line in errors:
             print(f"ERROR {line}")
         for line in notes:

@@ -9,40 +9,26 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..eval.records import read_run_info
+from ..records import read_run_info
 from ..report import regress
-from ..report.regress import (
-    DEFAULT_TOLERANCE,
-    METRICS,
-    NEW,
-    compare,
-    load_baseline,
-    make_baseline,
-    render_rows,
-    write_baseline,
-)
+from ..report.regress import NEW, compare, load_baseline, make_baseline, render_rows, write_baseline
 from . import common
 
 
 def run_baseline(protocol_name: str, models: list[str], datasets: list[str], qfs: list[int], out: Path, *,
-                 data_root: str | None = None, device: str = "cpu", sha256: str | None = None,
-                 required: bool = True, log=lambda msg: print(msg, file=sys.stderr)) -> Path:
-    """Run ``protocol_name`` restricted to ``models``/``datasets``/``qfs`` into ``out``. With ``required``
-    an absent dataset is a data error (exit 2), not a silently smaller run."""
-    from ..eval.protocols import load_protocol
-    from ..eval.runner import run_protocol
-    from ..zoo.inference import InferenceSettings
+                 metrics: list[str] | None = None, data_root: str | None = None, device: str = "cpu",
+                 sha256: str | None = None, profile: bool = False, log=lambda msg: print(msg, file=sys.stderr)) -> Path:
+    """Run ``protocol_name`` restricted to ``models``/``datasets``/``qfs`` into ``out`` through
+    :func:`cirbench.evaluate`: datasets named are required (an absent one is a data error, exit 2, not a
+    silently smaller run); none named runs the protocol's, skipping the absent."""
+    from ..api import evaluate
 
-    protocol = load_protocol(protocol_name).select(datasets or None, qfs or None)
-    if not protocol.jobs:
-        raise ConfigError(f"protocol {protocol_name!r} has no job for datasets {datasets} at QF {qfs}")
-    if sha256 and protocol.sha256 != sha256:
+    res = evaluate(models, protocol_name, datasets or None, qfs or None, metrics, data_root, out, device,
+                   profile=profile, log=log)
+    got = (res.run_info.get("protocol") or {}).get("sha256")
+    if sha256 and got and got != sha256:
         log(f"warning: protocol {protocol_name!r} changed since the baseline was made (sha256 "
-            f"{protocol.sha256[:12]} vs {sha256[:12]}); comparing anyway")
-    settings = InferenceSettings.named(protocol.setting)
-    nets = common.build_models(models, settings=settings, device=device)
-    run_protocol(protocol, nets, out, data_root=data_root, device=device, progress=False, log=log,
-                 required_datasets=set(protocol.datasets) if required else set())
+            f"{got[:12]} vs {sha256[:12]}); comparing anyway")
     return out
 
 
@@ -65,17 +51,36 @@ def add_parser(subparsers) -> None:
     r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r.add_argument("--profile", action="store_true",
+                   help="also measure each model's parameters, GFLOPs and peak memory (off: regress checks numbers)")
     r.add_argument("--format", default="simple", help="tabulate format of the table (simple, github, ...)")
-    for m in METRICS:
-        r.add_argument(f"--tol-{m}", type=float, metavar="X",
-                       help=f"tolerance for {m} (default: the baseline's; --update: {DEFAULT_TOLERANCE[m]})")
+    r.add_argument("--tol", action="append", default=[], metavar="METRIC=X",
+                   help="tolerance for a metric's means (repeatable; default: the baseline's; --update: the "
+                        "metric spec's, e.g. half a printed digit)")
+    r.add_argument("--metrics", help="--update without RUN_DIR: comma-separated metrics (default: the protocol's)")
     r.set_defaults(func=run)
+
+
+def _tolerances(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, _, value = (part.strip() for part in item.partition("="))
+        try:
+            tol = float(value)
+        except ValueError:
+            tol = None
+        if not name or tol is None:
+            from ..metrics import PRIMARY
+
+            raise ConfigError(f"--tol takes METRIC=X (e.g. {PRIMARY}=0.01), got {item!r}")
+        out[name] = tol
+    return out
 
 
 def run(args) -> int:
     """Compare (or, with --update, write) a baseline; returns the exit code."""
     common.set_threads(args.threads)
-    tol_override = {m: getattr(args, f"tol_{m}") for m in METRICS if getattr(args, f"tol_{m}") is not None}
+    tol_override = _tolerances(args.tol)
     datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
     if args.update:
         return _update(args, tol_override, datasets, qfs)
@@ -95,8 +100,10 @@ def run(args) -> int:
                 raise ConfigError(f"{run_dir}: a run of protocol {name!r}, the baseline is of {base['protocol']!r}")
         else:
             run_dir = Path(args.out) if args.out else Path(tmp) / "run"
+            metrics = list(dict.fromkeys(e["metric"] for e in base["entries"]))
             run_baseline(base["protocol"], base["models"], datasets or base["datasets"], qfs or base["qfs"],
-                         run_dir, data_root=args.data_root, device=args.device, sha256=base.get("protocol_sha256"))
+                         run_dir, metrics=metrics, data_root=args.data_root, device=args.device,
+                         sha256=base.get("protocol_sha256"), profile=args.profile)
         rows = compare(base, run_dir, tol_override=tol_override, datasets=datasets, qfs=qfs)
     print(render_rows(rows, args.format))
     bad = [r for r in rows if r.failing]
@@ -116,7 +123,7 @@ def run(args) -> int:
 
 def _update(args, tol_override: dict, datasets, qfs) -> int:
     old = load_baseline(args.baseline) if Path(args.baseline).is_file() else None
-    tolerance = {**DEFAULT_TOLERANCE, **(old or {}).get("tolerance", {}), **tol_override}
+    tolerance = {**(old or {}).get("tolerance", {}), **tol_override}
     note = args.note if args.note is not None else (old or {}).get("note", "")
     with tempfile.TemporaryDirectory(prefix="cirbench-regress-") as tmp:
         if args.run_dirs:
@@ -133,8 +140,9 @@ def _update(args, tol_override: dict, datasets, qfs) -> int:
             qfs = qfs or (old or {}).get("qfs")
             out = Path(args.out) if args.out else Path(tmp) / "run"
             # Datasets named (or in the old baseline) must be present; the protocol's full list may skip some.
-            run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out, data_root=args.data_root,
-                                     device=args.device, required=bool(datasets))]
+            run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out,
+                                     metrics=common.csv(args.metrics), data_root=args.data_root,
+                                     device=args.device, profile=args.profile)]
         # Filters apply to given runs; a run made here already holds just the selection.
         pick = dict(models=common.csv(args.models), datasets=datasets, qfs=qfs) if args.run_dirs else {}
         base = make_baseline(run_dirs, tolerance=tolerance, note=note, **pick)

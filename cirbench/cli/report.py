@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     rp.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     rp.add_argument("--space", default="y", choices=SPACES,
                     help="metric convention: y (default: rounded studio-range Y), y-float, y-full, rgb, gray")
-    rp.add_argument("--metrics", help="comma-separated subset of psnr,ssim,psnrb")
+    rp.add_argument("--metrics", help="comma-separated metrics to show (default: every metric the runs recorded; "
+                    "the first is the one --ci compares and --plots draws)")
     common.add_filters(rp, "to show")
     rp.add_argument("--models")
     rp.add_argument("--published", action="store_true",
@@ -33,16 +34,16 @@ def run(args) -> int:
     from ..files import atomic_write
     from ..report import render
 
-    kwargs = dict(space=args.space, datasets=common.csv(args.datasets), qfs=common.qfs(args.qf),
-                  models=common.csv(args.models), published=args.published, ci=args.ci, reference=args.reference,
-                  conventions=args.conventions)
-    if args.metrics:
-        kwargs["metrics"] = tuple(common.csv(args.metrics))
+    filters = dict(datasets=common.csv(args.datasets), qfs=common.qfs(args.qf), models=common.csv(args.models),
+                   metrics=common.csv(args.metrics))
+    kwargs = dict(space=args.space, published=args.published, ci=args.ci, reference=args.reference,
+                  conventions=args.conventions, **filters)
     if args.plots:
         from ..report.plots import make_plots
 
+        # The figures show what the tables show: the same filters (they were once ignored here).
         plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published,
-                           space=args.space)
+                           space=args.space, **filters)
         print(f"{len(plots)} plot files in {args.plots}", file=sys.stderr)
     if args.format == "html" and args.plots:
         kwargs["plots_dir"] = args.plots

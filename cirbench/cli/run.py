@@ -1,4 +1,5 @@
-"""``cirbench run``: evaluate models on a protocol into a run folder (rerun the same ``--out`` to resume)."""
+"""``cirbench run``: evaluate models on a protocol into a run folder (rerun the same ``--out`` to resume); the
+work is :func:`cirbench.evaluate`'s."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
 from . import common
 
 
@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                    "--protocol: an ad-hoc blind run on exactly those values)")
     r.add_argument("--models", help="comma-separated model names (default: the protocol's)")
     r.add_argument("--weights", help="weights file for a single --models entry")
-    common.add_filters(r, "(default: the protocol's; folder:PATH allowed; with --protocol, a subset of its)")
+    common.add_filters(r, "(default: the protocol's; with --protocol, a subset of its)", folders=True)
+    common.add_metrics(r)
     r.add_argument("--data-root", help="data root (default: $CIRBENCH_DATA, else the user cache)")
     r.add_argument("--out", help="run folder (default: runs/PROTOCOL); rerun to resume")
     r.add_argument("--shard", help="K/N: evaluate the K-th of N image shards (merge with `cirbench merge`)")
@@ -41,69 +42,32 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..eval import distributed
-    from ..eval.protocols import Protocol, load_protocol
-    from ..eval.runner import parse_shard
+    from ..api import evaluate
     from ..report import render
-    from ..zoo.inference import InferenceSettings
 
     common.set_threads(args.threads)
     if args.offline:
         os.environ["CIRBENCH_OFFLINE"] = "1"
     datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
-    if args.protocol or not (datasets or qfs):
-        protocol = load_protocol(args.protocol or "blind").select(datasets, qfs)
-    else:
-        blind = load_protocol("blind")
-        protocol = Protocol.adhoc(datasets or blind.datasets, qfs or sorted({g.qf for _, g in blind.jobs}),
-                                  blind.models)
-    if not protocol.jobs:
-        raise ConfigError("nothing to run: the --datasets/--qf filters left no job in the protocol")
-    settings = InferenceSettings.named(args.setting or protocol.setting, precision=args.precision,
-                                       channels_last=args.channels_last,
-                                       **({"tile": args.tile} if args.tile else {}),
-                                       **({"overlap": args.overlap} if args.overlap is not None else {}),
-                                       **({"ensemble": args.ensemble} if args.ensemble else {}))
-    names = common.csv(args.models) or list(protocol.models)
-    weighted = [n for n in names if n != "jpeg"]
-    if args.weights and len(weighted) != 1:
-        raise ConfigError(f"--weights needs exactly one model besides jpeg in --models, got {', '.join(weighted)}")
-    ctx = distributed.setup(args.device, args.shard)
-    try:
-        models = common.build_models(names, weights=args.weights, settings=settings, device=ctx.device,
-                                     skip_missing=not args.models, profile=not args.no_profile)
-        if not models:
-            raise ConfigError("no model to run")
-        if not datasets:  # after the models, so a mistyped model or card is the only line printed
-            protocol = _samples_when_nothing_present(protocol, args.data_root, say=ctx.main)
-        out = Path(args.out) if args.out else Path("runs") / protocol.name
-        kwargs = dict(data_root=args.data_root, required_datasets=set(datasets or ()), save_images=args.save_images,
-                      skip_invalid=args.skip_invalid)
-        if ctx.world == 1:
-            kwargs["shard"] = parse_shard(args.shard)
-        summary = distributed.run(protocol, models, out, ctx, **kwargs)
-    finally:
-        distributed.teardown(ctx)
-    if not ctx.main:
+    protocol_name = args.protocol or ("blind" if not (datasets or qfs) else None)
+    res = evaluate(common.csv(args.models), protocol_name, datasets, qfs, common.csv(args.metrics), args.data_root,
+                   args.out or _default_out(protocol_name), args.device, weights=args.weights, setting=args.setting,
+                   tile=args.tile, overlap=args.overlap, ensemble=args.ensemble, precision=args.precision,
+                   channels_last=args.channels_last, shard=args.shard, save_images=args.save_images,
+                   skip_invalid=args.skip_invalid, profile=not args.no_profile, progress=None, samples_fallback=True)
+    if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"{summary.written} records written to {out} ({summary.skipped_done} already done); "
-          f"wall {summary.wall_seconds:.1f} s, model {summary.model_seconds:.1f} s", file=sys.stderr)
-    if summary.skipped_datasets:
-        print("datasets not present (skipped): " + ", ".join(summary.skipped_datasets)
+    print(f"{res.written} records written to {res.out} ({res.already_done} already done); "
+          f"wall {res.wall_seconds:.1f} s, model {res.model_seconds:.1f} s", file=sys.stderr)
+    if res.skipped_datasets:
+        print("datasets not present (skipped): " + ", ".join(res.skipped_datasets)
               + " — see `cirbench datasets list` for how to get them", file=sys.stderr)
-    print(render([out], "table"))
+    print(render([res.out], "table"))
     return 0
 
 
-def _samples_when_nothing_present(protocol, root, say: bool = True):
-    """A fresh machine has no standard dataset: say how to get each, and run on the bundled samples."""
-    from ..eval.datasets import REGISTRY, SAMPLES, data_root, present
+def _default_out(protocol_name: str | None) -> Path:
+    """runs/NAME, the protocol's own name (an ad-hoc run's: adhoc)."""
+    from ..eval.protocols import load_protocol
 
-    if any(present(d, root) for d in protocol.datasets):
-        return protocol
-    commands = list(dict.fromkeys(REGISTRY[d].fetch_command for d in protocol.datasets if d in REGISTRY))
-    if say:
-        print(f"none of the protocol's datasets ({', '.join(protocol.datasets)}) is under {data_root(root)}; get them "
-              f"with: {'; '.join(commands)}. Running on the photographs bundled with scikit-image "
-              f"({', '.join(SAMPLES)}) instead.", file=sys.stderr)
-    return protocol.select(list(SAMPLES))
+    return Path("runs") / (load_protocol(protocol_name).name if protocol_name else "adhoc")

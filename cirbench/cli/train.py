@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="stop after M minutes of wall time with a checkpoint and final_ema.safetensors "
                         "(a time-boxed run, e.g. on a lent GPU); --resume continues")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let the config's model.arch be module:attr (imports your module)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +29,7 @@ def run(args) -> int:
 
     out = args.out or str(Path("runs") / "train" / Path(args.config).stem)
     result = train(args.config, out, resume=args.resume, steps_override=args.steps_override, stop_at=args.stop_at,
-                   max_minutes=args.max_minutes)
+                   max_minutes=args.max_minutes, allow_code=args.allow_code)
     if int(os.environ.get("RANK", "0")) == 0:
         state = "finished" if result["finished"] else "stopped"
         print(f"{state} at step {result['step']} ({result['seconds']:.0f} s of training); outputs in {out}")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..files import FolderLock, atomic_write, dumps
-from .records import FIELDS, IMAGES_DIR, KEY, RECORDS_FILE, RUN_FILE, iter_records, read_run_info
+from ..metrics import DEFAULT_METRICS
+from ..records import FIELDS, IMAGES_DIR, KEY, RECORDS_FILE, RUN_FILE, iter_records, read_run_info, recorded_metrics
 
 __all__ = ["merge_runs", "canonical"]
 
@@ -49,6 +50,10 @@ def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     protocols = {(i.get("protocol") or {}).get("sha256") for i in infos if i}
     if len(protocols) > 1:
         raise RunError("cannot merge runs of different protocol files: " + ", ".join(map(str, run_dirs)))
+    metric_sets = {tuple(sorted(recorded_metrics(i, DEFAULT_METRICS))) for i in infos if i}
+    if len(metric_sets) > 1:
+        raise RunError("cannot merge runs scored with different metrics (" + "; ".join(",".join(m) for m in
+                       sorted(metric_sets)) + "): " + ", ".join(map(str, run_dirs)))
     if (out / RECORDS_FILE).exists() and not replace:
         raise RunError(f"{out}: already holds records; merge into a new folder")
     records = canonical([r for d in run_dirs for r in iter_records(d)])

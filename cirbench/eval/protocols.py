@@ -1,7 +1,8 @@
 """Evaluation protocols: TOML files naming datasets, degradations and QFs (like lm-eval tasks).
 
 A protocol file has ``name``, ``version``, ``description``, optional ``models`` (the default
-models), ``give_qf`` (non-blind: models that take the QF receive it) and ``setting`` (inference
+models), ``metrics`` (default psnr, ssim, psnrb; registered metrics or entry points only: a data file never
+names code), ``give_qf`` (non-blind: models that take the QF receive it) and ``setting`` (inference
 setting, default ``single``), and one or more ``[[tasks]]``::
 
     [[tasks]]
@@ -23,6 +24,7 @@ from typing import Literal
 from ..config import closest, find_tomls, from_table, load_toml
 from ..errors import ConfigError
 from ..jpeg import Degradation
+from ..metrics import resolve_metrics
 from .datasets import REGISTRY
 
 __all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols"]
@@ -43,6 +45,7 @@ class _ProtocolFile:
     version: str
     description: str = ""
     models: list[str] = field(default_factory=lambda: ["jpeg"])
+    metrics: list[str] | None = None
     give_qf: bool = False
     setting: str = "single"
     tasks: list[_Task]
@@ -59,6 +62,7 @@ class Protocol:
     give_qf: bool
     setting: str
     jobs: tuple[tuple[str, Degradation], ...]  # (dataset, degradation), in run order
+    metrics: tuple[str, ...] = ()  # the protocol's metrics; () = the default ones
 
     @property
     def datasets(self) -> list[str]:
@@ -142,6 +146,10 @@ def load_protocol(name_or_path: str | os.PathLike) -> Protocol:
                 raise ConfigError(f"{where}: shift must be [dy, dx] with 0 <= dy, dx < 8, got {shift!r}")
             degs = [Degradation(q2, q1, (shift[0], shift[1])) for q1 in qf1 for q2 in qfs]
         jobs += [(d, g) for d in task.datasets for g in degs]
+    metrics = ()
+    if spec.metrics is not None:
+        resolve_metrics(spec.metrics, allow_code=False, where=f"{p} metrics")  # refused now, not mid-run
+        metrics = tuple(spec.metrics)
     sha = hashlib.sha256(p.read_bytes()).hexdigest()
     return Protocol(spec.name, spec.version, spec.description, p, sha, tuple(spec.models), spec.give_qf,
-                    spec.setting, tuple(dict.fromkeys(jobs)))
+                    spec.setting, tuple(dict.fromkeys(jobs)), metrics)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,17 +29,22 @@ from .. import __version__, jpeg
 from ..errors import ConfigError, DatasetMissing, InvalidInputs, RunError
 from ..files import FolderLock, atomic_write, dumps, loads
 from ..jpeg import Degradation
-from ..metrics import Y_CONVENTION, image_metrics, spaces_of
+from ..metrics import DEFAULT_METRICS, Y_CONVENTION, Metric, image_metrics, resolve_metrics, spaces_of
+from ..records import (
+    RECORDS_FILE,
+    RUN_FILE,
+    RUN_SCHEMA,
+    RecordWriter,
+    gt_image_path,
+    output_image_path,
+    recorded_metrics,
+)
 from ..zoo.restorer import Restorer, Target
 from .datasets import Dataset, get_dataset
 from .preflight import check_files, expected_output_shape, output_problem
 from .protocols import Protocol
-from .records import RUN_FILE, RecordWriter, gt_image_path, output_image_path
 
-__all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard", "RUN_SCHEMA"]
-
-# run.json's layout version: 2 added the schema field itself, models' profiles and saved images.
-RUN_SCHEMA = 2
+__all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard"]
 
 @dataclass
 class RunSummary:
@@ -81,7 +86,7 @@ def _git_commit() -> str | None:
         return None
 
 
-def provenance(protocol: Protocol, device: str) -> dict:
+def provenance(protocol: Protocol, device: str, metrics: Sequence[Metric]) -> dict:
     """Everything needed to say how the numbers were made (run.json's static part)."""
     import PIL
     import skimage
@@ -93,8 +98,8 @@ def provenance(protocol: Protocol, device: str) -> dict:
         "protocol": {"name": protocol.name, "version": protocol.version, "sha256": protocol.sha256,
                      "give_qf": protocol.give_qf},
         "encoder": jpeg.encoder_info(),
-        "metric_conventions": {"y": Y_CONVENTION, "ssim": "gaussian11-sigma1.5-valid",
-                               "psnrb": "bef-of-restored (Y for rgb)", "rounding": "uint8", "border": 0},
+        "metric_conventions": {"y": Y_CONVENTION, "rounding": "uint8", "border": 0},
+        "metrics": [{"name": m.name, **m.info()} for m in metrics],  # a list: sort_keys keeps its order
         "libraries": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                       "pillow": PIL.__version__, "scikit-image": skimage.__version__},
         "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
@@ -113,6 +118,16 @@ def _refuse_other_weights(out: Path, old_models: dict, models: dict[str, Restore
             raise RunError(f"{out}: its records of model {name!r} were made with other weights "
                            f"(sha256 {before[0][:12]}…, now {now[0][:12]}…); use another --out, "
                            f"or delete {out / RUN_FILE} and that model's records to redo them")
+
+
+def _refuse_other_metrics(out: Path, old: dict, metrics: Sequence[Metric], has_records: bool) -> None:
+    """Records are keyed without the metrics, so a resume with other metrics would leave holes: the records on
+    disk must have been scored with exactly the metrics asked for now."""
+    before = list(recorded_metrics(old, DEFAULT_METRICS if old else ()))
+    now = [m.name for m in metrics]
+    if has_records and before and set(before) != set(now):
+        raise RunError(f"{out}: its records hold the metrics {','.join(before)}, not {','.join(now)}; rerun with "
+                       f"--metrics {','.join(before)} to resume, or use another --out")
 
 
 def _update_run_json(out_dir: Path, info: dict) -> None:
@@ -186,9 +201,11 @@ def run_protocol(
     progress: bool | None = None,
     save_images: bool = False,
     skip_invalid: bool = False,
+    metrics: Sequence[Metric] | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> RunSummary:
-    """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``.
+    """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``, scoring
+    ``metrics`` (default: the protocol's, else the default metrics) in every space that applies.
 
     One process at a time writes a run folder (a second is refused at once). Every input is checked before
     any model runs: problems stop the run (exit 2, nothing computed), or with ``skip_invalid`` the bad files
@@ -202,19 +219,23 @@ def run_protocol(
     except OSError as exc:
         raise RunError(f"{out}: output directory is not writable ({exc.strerror}); choose another --out") from None
     with FolderLock(out, "run"):
+        if metrics is None:
+            metrics = resolve_metrics(protocol.metrics or DEFAULT_METRICS, allow_code=False)
         return _run_locked(protocol, models, out, data_root=data_root, required_datasets=required_datasets,
                            shard=shard, device=device, progress=progress, save_images=save_images,
-                           skip_invalid=skip_invalid, log=log)
+                           skip_invalid=skip_invalid, metrics=list(metrics), log=log)
 
 
 def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, data_root, required_datasets,
-                shard, device, progress, save_images, skip_invalid, log) -> RunSummary:
+                shard, device, progress, save_images, skip_invalid, metrics, log) -> RunSummary:
     from tqdm import tqdm
 
     old = loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     if old.get("protocol", {}).get("name") not in (None, protocol.name):
         raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
     _refuse_other_weights(out, old.get("models", {}), models)
+    records_path = out / RECORDS_FILE
+    _refuse_other_metrics(out, old, metrics, records_path.is_file() and records_path.stat().st_size > 0)
     summary = RunSummary(out)
     started = time.perf_counter()
 
@@ -236,7 +257,7 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     work = [w for w in work if order[(w[0].name, w[1])] % shard[1] == shard[0]]
     settings = {n: _setting_of(m) for n, m in models.items()}
     work, invalid_outputs, skipped_images = _preflight(work, models, skip_invalid, log)
-    info = provenance(protocol, device)
+    info = provenance(protocol, device, metrics)
     info["started"] = old.get("started") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     info["shard"] = f"{shard[0] + 1}/{shard[1]}"
     info["models"] = {n: {"params": m.info.params, "description": m.info.description, **m.info.extra}
@@ -289,7 +310,7 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
         if restored.nonfinite:
             summary.nonfinite.append(f"{model} {item.dataset.name}/{item.image} {item.degradation.name} "
                                      f"qf{item.degradation.qf}")
-        per_space = image_metrics(item.gt, restored.image)
+        per_space = image_metrics(item.gt, restored.image, metrics=metrics)
         if save_images:
             _save_png(output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
                                         item.degradation.qf, item.image), restored.image)

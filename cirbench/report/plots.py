@@ -4,8 +4,8 @@
   as open markers.
 - ``diff_{metric}_to_{reference}``: per-image difference to the reference model, box plot with the
   images as jittered points, per dataset and QF.
-- ``crops_{dataset}_q{qf}``: the same window of ground truth / JPEG / each model, PSNR in the label, from
-  the images the run saved (``cirbench run --save-images``); runs without saved images have no crops.
+- ``crops_{dataset}_q{qf}``: the same window of ground truth / JPEG / each model, the first metric in the label,
+  from the images the run saved (``cirbench run --save-images``); runs without saved images have no crops.
   Nothing is re-run: a report is made from what the run wrote.
 """
 
@@ -17,11 +17,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from ..eval.records import gt_image_path, output_image_path
 from ..jpeg import Degradation
-from .aggregate import BASELINE, aggregate, load, select_space
-from .tables import NAMES
+from ..metrics import Metric
+from ..records import gt_image_path, output_image_path
+from .aggregate import BASELINE, aggregate, load, metric_specs, pick_metrics, select_space
 
 __all__ = ["make_plots"]
 
@@ -54,7 +55,13 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))
 
 
-def _metric_vs_qf(agg, pub, metric: str, out_dir: Path, plt) -> list[Path]:
+def _axis_label(metric: Metric, prefix: str = "") -> str:
+    """"PSNR (dB) ↑ better": the unit and the direction from the spec."""
+    unit = f" ({metric.unit})" if metric.unit else ""
+    return f"{prefix}{metric.label}{unit}  {metric.arrow} better"
+
+
+def _metric_vs_qf(agg, pub, metric: Metric, out_dir: Path, plt) -> list[Path]:
     single = agg[agg["degradation"] == "jpeg"]
     if single.empty:
         return []
@@ -71,15 +78,15 @@ def _metric_vs_qf(agg, pub, metric: str, out_dir: Path, plt) -> list[Path]:
             ]
             d = d.sort_values("qf")
             if len(d):
-                ax.plot(d["qf"], d[metric], "-o", ms=4, color=colors[key], label=_label(*key))
+                ax.plot(d["qf"], d[metric.name], "-o", ms=4, color=colors[key], label=_label(*key))
         if pub is not None:
             p = pub[(pub["dataset"] == ds) & (pub["degradation"] == "jpeg")]
             for i, method in enumerate(pub_methods):
                 pm = p[p["model"] == method]
-                if len(pm):
+                if len(pm) and metric.name in pm:
                     ax.plot(
                         pm["qf"],
-                        pm[metric],
+                        pm[metric.name],
                         linestyle="none",
                         marker=markers[i % len(markers)],
                         ms=6,
@@ -90,7 +97,7 @@ def _metric_vs_qf(agg, pub, metric: str, out_dir: Path, plt) -> list[Path]:
         ax.set_title(ds)
         ax.set_xticks(sorted(set(single.loc[single["dataset"] == ds, "qf"].astype(int))))
         ax.set_xlabel("JPEG QF")
-        ax.set_ylabel(NAMES[metric] + ("" if metric == "ssim" else " (dB)"))
+        ax.set_ylabel(_axis_label(metric))
         ax.grid(alpha=0.3)
     handles, labels = {}, []
     for ax in axes[0]:  # one legend for all panels, each entry once
@@ -107,18 +114,19 @@ def _metric_vs_qf(agg, pub, metric: str, out_dir: Path, plt) -> list[Path]:
         frameon=False,
     )
     fig.tight_layout()
-    paths = _save(fig, out_dir, f"{metric}_vs_qf")
+    paths = _save(fig, out_dir, f"{_safe(metric.name)}_vs_qf")
     plt.close(fig)
     return paths
 
 
-def _diff_plot(records, reference: str, metric: str, out_dir: Path, plt) -> list[Path]:
+def _diff_plot(records, reference: str, metric: Metric, out_dir: Path, plt) -> list[Path]:
     pair = ["dataset", "image", "degradation", "qf", "space"]
-    ref = records[records["model"] == reference][[*pair, metric]].rename(columns={metric: "_ref"})
+    name = metric.name
+    ref = records[records["model"] == reference][[*pair, name]].rename(columns={name: "_ref"})
     others = records[records["model"] != reference].merge(ref, on=pair)
     if others.empty:
         return []
-    others = others.assign(_diff=others[metric] - others["_ref"])
+    others = others.assign(_diff=pd.to_numeric(others[name]) - pd.to_numeric(others["_ref"]))
     keys = list(dict.fromkeys(zip(others["model"], others["setting"], strict=True)))
     cols = list(dict.fromkeys(zip(others["dataset"], others["degradation"], others["qf"], strict=True)))
     cols.sort(key=lambda c: (c[0], c[1] != "jpeg", c[1], int(c[2])))
@@ -141,14 +149,13 @@ def _diff_plot(records, reference: str, metric: str, out_dir: Path, plt) -> list
         for i, d in enumerate(data):
             ax.plot(i + rng.uniform(-0.15, 0.15, d.size), d, ".", color="C0", alpha=0.6, ms=4)
         ax.axhline(0, color="0.3", lw=0.8, ls="--")
-        unit = "" if metric == "ssim" else " (dB)"
-        ax.set_ylabel(f"Δ{NAMES[metric]}{unit}")
+        ax.set_ylabel(_axis_label(metric, "Δ"))
         ax.set_title(f"{_label(*key)} − {reference}, per image", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     labels = [f"{c[0]}\n{Degradation.from_name(c[1], c[2]).label}" for c in cols]
     axes[-1, 0].set_xticks(range(len(cols)), labels, fontsize=8)
     fig.tight_layout()
-    paths = _save(fig, out_dir, f"diff_{metric}_to_{_safe(reference)}")
+    paths = _save(fig, out_dir, f"diff_{_safe(metric.name)}_to_{_safe(reference)}")
     plt.close(fig)
     return paths
 
@@ -188,16 +195,18 @@ def _saved(run_dirs: list[Path]):
     return get
 
 
-def _crops(records, reference, provider, out_dir: Path, plt, size: int) -> list[Path]:
-    """Per dataset, at its lowest single-JPEG QF, the image where the best model gains most."""
+def _crops(records, reference, metric: Metric, provider, out_dir: Path, plt, size: int) -> list[Path]:
+    """Per dataset, at its lowest single-JPEG QF, the image where the best model gains most in ``metric``."""
+    name, sign = metric.name, (1 if metric.higher_is_better else -1)
     paths = []
     single = records[records["degradation"] == "jpeg"]
     for ds in dict.fromkeys(single["dataset"]):
         d = single[single["dataset"] == ds]
         qf = int(d["qf"].min())
         d = d[d["qf"] == qf]
-        ref = d[d["model"] == reference].set_index("image")["psnr"]
-        gains = d[d["model"] != reference].groupby("image")["psnr"].max() - ref
+        values = pd.to_numeric(d[name]) * sign  # larger is better from here on
+        ref = values[d["model"] == reference].set_axis(d.loc[d["model"] == reference, "image"])
+        gains = values[d["model"] != reference].groupby(d.loc[d["model"] != reference, "image"]).max() - ref
         gains = gains.dropna()
         if gains.empty:
             continue
@@ -206,15 +215,16 @@ def _crops(records, reference, provider, out_dir: Path, plt, size: int) -> list[
         if gt is None:
             continue
         y, x = _window(np.asarray(gt), size)
-        psnr = {(r.model, r.setting): r.psnr for r in d[d["image"] == image].itertuples()}
-        order = sorted(psnr, key=lambda k: (k[0] != reference, k[1] != "single"))
+        shown = {(r["model"], r["setting"]): r[name] for r in d[d["image"] == image].to_dict("records")}
+        order = sorted(shown, key=lambda k: (k[0] != reference, k[1] != "single"))
+        unit = f" {metric.unit}" if metric.unit else f" {metric.label}"
         panels = [("Ground truth", gt)]
         for model, setting in order:
             img = provider(ds, image, "jpeg", qf, model, setting)
             if img is not None:
-                name = "JPEG" if model == reference == BASELINE else model if setting == "single" else \
+                label = "JPEG" if model == reference == BASELINE else model if setting == "single" else \
                     f"{model} ({setting})"
-                panels.append((f"{name}\n{psnr[(model, setting)]:.2f} dB", img))
+                panels.append((f"{label}\n{shown[(model, setting)]:.{metric.decimals}f}{unit}", img))
         fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6), squeeze=False)
         for ax, (title, img) in zip(axes[0], panels, strict=True):
             crop = np.asarray(img)[y : y + size, x : x + size]
@@ -237,14 +247,15 @@ def make_plots(
     reference: str = BASELINE,
     published: bool = False,
     space: str = "y",
-    metrics: Sequence[str] = ("psnr",),
+    metrics: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     qfs: Sequence[int] | None = None,
     models: Sequence[str] | None = None,
     published_path: str | os.PathLike | None = None,
     crop_size: int = 96,
 ) -> list[Path]:
-    """Write the figures of ``run_dirs`` into ``out_dir``; returns the files written (PNG and PDF)."""
+    """Write the figures of ``run_dirs`` into ``out_dir``; returns the files written (PNG and PDF). ``metrics``:
+    the metrics plotted (default: the first recorded), the first of them also choosing the crops' image."""
     plt = _pyplot()
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     out = Path(out_dir)
@@ -254,7 +265,9 @@ def make_plots(
         return []
     if models:  # keep the reference: the difference plot needs it
         records = records[records["model"].isin([*models, reference])]
-    agg = aggregate(records)
+    specs = metric_specs(run_dirs, records)
+    chosen = pick_metrics(specs, metrics or list(specs)[:1])
+    agg = aggregate(records, [m.name for m in chosen])
     pub = None
     if published:
         from .published import load_published
@@ -262,8 +275,8 @@ def make_plots(
         pub = select_space(load_published(published_path), space)
         pub = pub[pub["dataset"].isin(set(agg["dataset"]))]
     paths: list[Path] = []
-    for metric in metrics:
+    for metric in chosen:
         paths += _metric_vs_qf(agg, pub, metric, out, plt)
         paths += _diff_plot(records, reference, metric, out, plt)
-    paths += _crops(records, reference, _saved([Path(d) for d in run_dirs]), out, plt, crop_size)
+    paths += _crops(records, reference, chosen[0], _saved([Path(d) for d in run_dirs]), out, plt, crop_size)
     return paths

@@ -1,6 +1,7 @@
 """Published results from the literature, mapped onto the records' vocabulary.
 
-The CSV has ``source,dataset,degradation,method,per_qf_model,space,psnr,ssim,psnrb``. Degradations are
+The CSV has ``source,dataset,degradation,method,per_qf_model,space`` and one column per metric (named as the
+metric: the literature's rows have ``psnr,ssim,psnrb``). Degradations are
 written ``jpeg:10`` (single JPEG at QF 10) or ``double:30,10,shift4`` (QF 30 then QF 10, the second
 compression on a grid shifted by 4, 4 pixels, as in FBCNN's non-aligned double-JPEG table); they map to
 the records' ``degradation`` and ``qf`` ("jpeg", 10) and ("double-q30-s4x4", 10). The first QF of a
@@ -24,19 +25,8 @@ from ..jpeg import Degradation
 __all__ = ["default_path", "load_published"]
 
 _REPO_CSV = Path(__file__).resolve().parents[2] / "results" / "published" / "literature.csv"
-COLUMNS = (
-    "source",
-    "model",
-    "setting",
-    "dataset",
-    "degradation",
-    "qf",
-    "space",
-    "per_qf_model",
-    "psnr",
-    "ssim",
-    "psnrb",
-)
+COLUMNS = ("source", "model", "setting", "dataset", "degradation", "qf", "space", "per_qf_model")
+_RAW_COLUMNS = ("source", "dataset", "degradation", "method", "per_qf_model", "space")  # then the metrics
 
 
 def default_path() -> Path | None:
@@ -55,7 +45,8 @@ def default_path() -> Path | None:
 
 def load_published(paths: str | os.PathLike | Iterable[str | os.PathLike] | None = None):
     """Published rows as a DataFrame with the record columns (``model`` = the paper's method name,
-    ``setting`` = "published") plus ``source`` and ``per_qf_model``. Missing metrics are NaN."""
+    ``setting`` = "published") plus ``source``, ``per_qf_model`` and one column per metric. Missing values
+    are NaN."""
     import pandas as pd
 
     if paths is None:
@@ -87,6 +78,7 @@ def load_published(paths: str | os.PathLike | Iterable[str | os.PathLike] | None
             "per_qf_model": raw["per_qf_model"].fillna("").astype(str),
         }
     )
-    for metric in ("psnr", "ssim", "psnrb"):
+    metrics = [c for c in raw.columns if c not in _RAW_COLUMNS]
+    for metric in metrics:
         out[metric] = pd.to_numeric(raw[metric], errors="coerce")
-    return out[list(COLUMNS)]
+    return out[[*COLUMNS, *metrics]]

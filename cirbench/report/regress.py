@@ -1,18 +1,17 @@
 """``cirbench regress``: compare a run's mean metrics with a committed baseline of golden numbers.
 
-A baseline (``results/baselines/*.json``) holds expected means per (model, setting, dataset,
-degradation, qf, space, metric), each with a tolerance. ``regress`` runs the baseline's protocol
-restricted to its models, datasets and QFs (or reads a finished RUN_DIR), prints the deltas and
-exits 0 when every number is within tolerance, 1 on any regression (a number moved, or a baseline
-row is absent from the run), 2 on usage or data errors. ``--update`` writes a baseline from a run
-for a human to review; with several RUN_DIRs it also measures their spread (run-to-run, thread
-count) and widens the tolerances to cover it.
+A baseline (``results/baselines/*.json``) holds expected means per (model, setting, dataset, degradation, qf, space,
+metric), each with a tolerance (by default the metric spec's ``tol``). ``regress`` runs the baseline's protocol
+restricted to its models, datasets and QFs (or reads a finished RUN_DIR), prints the deltas and exits 0 when every
+number is within tolerance, 1 on any regression (a number moved, or a baseline row is absent from the run), 2 on
+usage or data errors. ``--update`` writes a baseline from a run for a human to review; with several RUN_DIRs it also
+measures their spread (run-to-run, thread count) and widens the tolerances to cover it.
 
 Baseline schema (version 1)::
 
     {"schema": 1, "protocol": "blind", "protocol_version": "1.0", "protocol_sha256": "...",
      "models": [...], "datasets": [...], "qfs": [...], "created": "...", "note": "...",
-     "tolerance": {"psnr": 0.005, "ssim": 0.0001, "psnrb": 0.005},
+     "tolerance": {METRIC: X, ...},
      "provenance": {...run.json excerpts...},
      "entries": [{"model", "setting", "dataset", "degradation", "qf", "space", "metric",
                   "value", "tol", "n_images"}, ...]}
@@ -29,17 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..eval.records import GROUP, read_records, read_run_info
 from ..files import atomic_write, to_json
-from .aggregate import aggregate
+from ..records import GROUP, read_records, read_run_info
+from .aggregate import aggregate, metric_specs
 
-__all__ = ["SCHEMA", "METRICS", "DEFAULT_TOLERANCE", "NEW", "BaselineError", "Row", "load_baseline",
-           "make_baseline", "write_baseline", "compare", "render_rows"]
+__all__ = ["SCHEMA", "NEW", "BaselineError", "Row", "load_baseline", "make_baseline", "write_baseline", "compare",
+           "render_rows"]
 
 SCHEMA = 1
-METRICS = ("psnr", "ssim", "psnrb")
-# PSNR/PSNR-B in dB, SSIM unitless. Deterministic pipelines (the JPEG baseline) move by far less.
-DEFAULT_TOLERANCE = {"psnr": 0.005, "ssim": 0.0001, "psnrb": 0.005}
 # --update with several runs: tolerance = max(default, SPREAD_FACTOR x measured spread).
 SPREAD_FACTOR = 4.0
 ENTRY_KEYS = (*GROUP, "metric")
@@ -128,27 +124,32 @@ def load_baseline(path: str | os.PathLike) -> dict:
     for k in ("protocol", "entries"):
         if k not in data:
             raise BaselineError(f"{p}: lacks {k!r}")
-    tol = {**DEFAULT_TOLERANCE, **data.get("tolerance", {})}
+    tol = dict(data.get("tolerance", {}))
     entries = []
     for i, e in enumerate(data["entries"]):
         missing = [k for k in (*ENTRY_KEYS, "value") if k not in e]
         if missing:
             raise BaselineError(f"{p}: entry #{i} lacks {missing}")
-        if e["metric"] not in METRICS:
-            raise BaselineError(f"{p}: entry #{i} has unknown metric {e['metric']!r}")
-        entries.append({**e, "value": float(e["value"]), "tol": float(e.get("tol", tol[e["metric"]]))})
+        if "tol" not in e and e["metric"] not in tol:
+            raise BaselineError(f"{p}: entry #{i} ({e['metric']}) has no tolerance: give it a 'tol' or put "
+                                f"the metric in 'tolerance'")
+        entries.append({**e, "value": float(e["value"]), "tol": float(e.get("tol", tol.get(e["metric"], 0.0)))})
     return {**data, "tolerance": tol, "entries": entries}
 
 
-def _means(df):
-    """Means per GROUP (the report's aggregation), in long form: {(GROUP..., metric): (mean, n)}."""
+def _means(run_dirs) -> dict:
+    """Means per GROUP (the report's aggregation) of every recorded metric, in long form:
+    {(GROUP..., metric): (mean, n)}, for the spaces each metric applies to."""
+    run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
+    df = read_records(run_dirs)
     out = {}
     if df.empty:
         return out
-    for row in aggregate(df).to_dict("records"):
-        for m in METRICS:
-            key = (*(row[k] for k in GROUP), m)
-            out[key] = (float(row[m]), int(row["n_images"]))
+    specs = metric_specs(run_dirs, df)
+    for row in aggregate(df, list(specs)).to_dict("records"):
+        for m, spec in specs.items():
+            if row["space"] in spec.spaces:
+                out[(*(row[k] for k in GROUP), m)] = (float(row[m]), int(row["n_images"]))
     return out
 
 
@@ -157,21 +158,24 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
                   spread_factor: float = SPREAD_FACTOR) -> dict:
     """A baseline from the means of the first run (optionally only some models, datasets, QFs); further
     runs of the same work measure the spread (e.g. another thread count), and each metric's tolerance
-    becomes max(tolerance, factor x spread)."""
+    becomes max(tolerance, factor x spread). Tolerances default to each metric spec's ``tol``."""
     if not run_dirs:
         raise ConfigError("no run to make a baseline from")
-    tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
+    specs = metric_specs(run_dirs[:1])
+    tol = {**{m: s.tol for m, s in specs.items()}, **(tolerance or {})}
 
     def wanted(key) -> bool:
         k = dict(zip(ENTRY_KEYS, key, strict=True))
         return ((not models or k["model"] in models) and (not datasets or k["dataset"] in datasets)
                 and (not qfs or k["qf"] in qfs))
 
-    runs = [{k: v for k, v in _means(read_records(d)).items() if wanted(k)} for d in run_dirs]
+    runs = [{k: v for k, v in _means(d).items() if wanted(k)} for d in run_dirs]
     first = runs[0]
     if not first:
         raise ConfigError(f"{run_dirs[0]}: holds no records (of the selected models, datasets and QFs)")
-    spread = {m: 0.0 for m in METRICS}
+    metrics = list(dict.fromkeys(k[-1] for k in first))
+    tol = {m: tol[m] for m in metrics}
+    spread = {m: 0.0 for m in metrics}
     for other, d in zip(runs[1:], run_dirs[1:], strict=True):
         if set(other) != set(first):
             raise ConfigError(f"{d}: does not hold the same groups as {run_dirs[0]}; cannot measure spread")
@@ -180,7 +184,7 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
             if v != w:
                 spread[key[-1]] = max(spread[key[-1]], abs(w - v))
     if len(runs) > 1:
-        tol = {m: max(tol[m], _ceil2(spread_factor * spread[m])) for m in METRICS}
+        tol = {m: max(tol[m], _ceil2(spread_factor * spread[m])) for m in metrics}
     info = read_run_info(run_dirs[0])
     proto = info.get("protocol", {})
     if not proto.get("name"):
@@ -205,7 +209,7 @@ def make_baseline(run_dirs: list[Path], *, tolerance: dict | None = None, note: 
     if len(runs) > 1:
         base["measured_spread"] = {"runs": [str(d) for d in run_dirs], "threads": [read_run_info(d).get("threads")
                                                                                    for d in run_dirs],
-                                   "max_abs_delta": {m: float(f"{spread[m]:.3g}") for m in METRICS},
+                                   "max_abs_delta": {m: float(f"{spread[m]:.3g}") for m in metrics},
                                    "factor": spread_factor}
     return base
 
@@ -231,7 +235,7 @@ def compare(base: dict, run_dirs: list[Path] | Path, *, tol_override: dict | Non
     lacks (new), restricted to ``datasets`` and ``qfs`` when given."""
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [Path(run_dirs)]
-    got = _means(read_records(run_dirs))
+    got = _means(run_dirs)
     tol_override = tol_override or {}
 
     def keep(dataset, qf) -> bool:
@@ -268,8 +272,7 @@ def _warn_unequal_image_sets(got: dict) -> None:
     cells: dict[tuple, dict[str, int]] = {}
     for key, (_, n) in got.items():
         k = dict(zip(ENTRY_KEYS, key, strict=True))
-        if k["metric"] == "psnr":
-            cells.setdefault((k["dataset"], k["degradation"], k["qf"], k["space"]), {})[k["model"]] = n
+        cells.setdefault((k["dataset"], k["degradation"], k["qf"], k["space"]), {})[k["model"]] = n
     for (dataset, degradation, qf, space), ns in cells.items():
         if len(set(ns.values())) > 1:
             warnings.warn(f"{dataset} {degradation} QF {qf} ({space}): the models' means cover different image sets "

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..eval.records import GROUP
 from ..files import to_json
-from ..metrics import SPACES
-from .aggregate import BASELINE, METRICS, aggregate, comparisons, load, provenance
+from ..metrics import SPACES, Metric
+from ..records import GROUP
+from .aggregate import BASELINE, aggregate, comparisons, load, metric_specs, pick_metrics, provenance
 from .tables import (
     CONVENTION_USERS,
     DAGGER,
@@ -56,7 +56,6 @@ from .tables import (
 __all__ = ["FORMATS", "render"]
 
 FORMATS = ("table", "md", "csv", "json", "latex", "html")
-CSV_COLUMNS = (*GROUP, "n_images", *METRICS, "seconds_per_mp", "qf_err", "source", "per_qf_model")
 PROFILE_COLUMNS = ("params", "gflops_256", "peak_mem_mb")  # from each model's profile in run.json
 
 
@@ -253,35 +252,47 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
     return "\n".join(out) + "\n"
 
 
-def _long(agg: pd.DataFrame, pub: pd.DataFrame | None, cmp: pd.DataFrame | None, models_info: dict) -> pd.DataFrame:
+def _long(agg: pd.DataFrame, metrics: list[str], pub: pd.DataFrame | None, cmp: pd.DataFrame | None,
+          models_info: dict) -> pd.DataFrame:
+    """One row per group: every recorded metric's mean, published rows beside, paired CIs and profiles."""
+    columns = (*GROUP, "n_images", *metrics, "seconds_per_mp", "qf_err", "source", "per_qf_model")
     ours = agg.assign(source="", per_qf_model="")
     for col in PROFILE_COLUMNS:
         ours[col] = pd.array([(models_info.get(m, {}).get("profile") or {}).get(col) for m in ours["model"]],
                              dtype="Int64" if col == "params" else "Float64")
     frames = [ours]
     if pub is not None and len(pub):
-        frames.append(pub.assign(n_images=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan))
-    out = pd.concat(frames, ignore_index=True)[[*CSV_COLUMNS, *PROFILE_COLUMNS]]
+        frames.append(pub.assign(n_images=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan,
+                                 **{m: np.nan for m in metrics if m not in pub}))
+    out = pd.concat(frames, ignore_index=True)[[*columns, *PROFILE_COLUMNS]]
     if cmp is not None:
         out = out.merge(cmp, on=list(GROUP), how="left")
         out["n_pairs"] = out["n_pairs"].astype("Int64")  # NaN for unpaired rows would make it float
     return out
 
 
-def _conventions_long(agg: pd.DataFrame) -> pd.DataFrame:
+def _conventions_long(agg: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Every space's means with each metric's difference to the same model's ``y`` mean."""
     key = [k for k in GROUP if k != "space"]
-    ref = agg[agg["space"] == "y"][[*key, *METRICS]].rename(columns={m: f"_y_{m}" for m in METRICS})
+    ref = agg[agg["space"] == "y"][[*key, *metrics]].rename(columns={m: f"_y_{m}" for m in metrics})
     out = agg.merge(ref, on=key, how="left")
-    for m in METRICS:
+    for m in metrics:
         out[f"d_{m}_to_y"] = out[m] - out.pop(f"_y_{m}")
-    return out[[*GROUP, "n_images", *METRICS, *(f"d_{m}_to_y" for m in METRICS)]]
+    return out[[*GROUP, "n_images", *metrics, *(f"d_{m}_to_y" for m in metrics)]]
 
 
-def _json(long: pd.DataFrame, prov: dict) -> str:
+def _json(long: pd.DataFrame, prov: dict, specs: dict[str, Metric]) -> str:
     rows = [{k: (None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v)
              for k, v in r.items()} for r in long.to_dict("records")]
-    return json.dumps(to_json({"provenance": prov, "results": rows}), indent=2, ensure_ascii=False) + "\n"
+    metrics = {name: m.info() for name, m in specs.items()}  # how to read each column (direction, unit...)
+    return json.dumps(to_json({"provenance": prov, "metrics": metrics, "results": rows}), indent=2,
+                      ensure_ascii=False) + "\n"
+
+
+def _csv(long: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    long.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------ entry point
@@ -302,7 +313,7 @@ def render(
     fmt: str,
     *,
     space: str = "y",
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     qfs: Sequence[int] | None = None,
     models: Sequence[str] | None = None,
@@ -316,15 +327,13 @@ def render(
 ) -> str:
     """The report of ``run_dirs`` in ``fmt`` (one of FORMATS).
 
-    ``metrics`` picks the numbers in the paper-layout cells; csv and json always carry all three.
+    ``metrics`` picks the numbers in the paper-layout cells (default: every metric the runs recorded) and the
+    first of them is the one ``ci`` compares; csv and json always carry every recorded metric.
     ``plots_dir`` (html only): PNGs found there are embedded. ``conventions``: the metric-convention view
     (``space``, ``ci`` and ``efficiency`` do not apply to it).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    bad = [m for m in metrics if m not in METRICS]
-    if bad or not metrics:
-        raise ConfigError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
     if space not in SPACES:
         raise ConfigError(f"unknown metric space {space!r}; choose from {', '.join(SPACES)}")
     if isinstance(run_dirs, (str, os.PathLike)):
@@ -338,39 +347,37 @@ def render(
         raise ConfigError(
             f"no records in space {space!r} match the filters in {', '.join(map(str, run_dirs))}"
         )
+    specs = metric_specs(run_dirs, records)
+    shown_metrics = pick_metrics(specs, metrics)
     cmp = (
-        comparisons(records, reference) if ci else None
+        comparisons(records, shown_metrics[0], reference) if ci else None
     )  # before the model filter: the reference may be hidden
     shown = records[records["model"].isin(models)] if models else records
     if shown.empty:
         raise ConfigError(f"no records of models {list(models)}")
-    agg = aggregate(shown)
+    agg = aggregate(shown, list(specs))
     columns = columns_of(agg, datasets)
     row_keys = row_keys_of(agg, models)
     pub, pub_notes = published_rows(published_path, columns) if published else (None, [])
     prov = provenance(run_dirs)
 
     if fmt in ("csv", "json"):
-        long = _long(agg, pub, cmp, prov["models"])
-        if fmt == "csv":
-            buf = io.StringIO()
-            long.to_csv(buf, index=False, lineterminator="\n")
-            return buf.getvalue()
-        return _json(long, prov)
+        long = _long(agg, list(specs), pub, cmp, prov["models"])
+        return _csv(long) if fmt == "csv" else _json(long, prov, specs)
 
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
-    groups = column_groups(columns, len(metrics))
+    groups = column_groups(columns, len(shown_metrics))
     marked, coverage_notes = coverage(agg, prov)
-    tables = [quality_table(agg, cols, row_keys, list(metrics), pub, sources, suffix, marked)
+    tables = [quality_table(agg, cols, row_keys, shown_metrics, pub, sources, suffix, marked)
               for suffix, cols in groups]
     if cmp is not None:
-        tables += [ci_table(cmp, cols, row_keys, reference, suffix) for suffix, cols in groups]
+        tables += [ci_table(cmp, cols, row_keys, reference, shown_metrics[0], suffix) for suffix, cols in groups]
     tables += [t for suffix, cols in groups if (t := qf_table(agg, cols, row_keys, suffix))]
     eff = efficiency_table(shown, row_keys, prov["models"]) if efficiency else None
     if eff:
         tables.append(eff)
-    caption = caption_text(space, metrics, prov, bool(sources))
-    notes = notes_of(sources, prov, efficiency) + pub_notes + coverage_notes
+    caption = caption_text(space, shown_metrics, prov, bool(sources))
+    notes = notes_of(sources, prov, efficiency) + pub_notes + coverage_notes + _absent_notes(agg, shown_metrics, space)
     return _write(fmt, tables, caption, notes, plots_dir)
 
 
@@ -383,15 +390,13 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
     if colour.empty:
         raise ConfigError(f"no colour records (spaces y, y-float, y-full, rgb) match the filters in "
                           f"{', '.join(map(str, run_dirs))}; gray data have one convention only")
-    agg = aggregate(colour)
+    specs = metric_specs(run_dirs, colour)
+    shown_metrics = pick_metrics(specs, metrics)
+    agg = aggregate(colour, list(specs))
     prov = provenance(run_dirs)
     if fmt in ("csv", "json"):
-        long = _conventions_long(agg)
-        if fmt == "csv":
-            buf = io.StringIO()
-            long.to_csv(buf, index=False, lineterminator="\n")
-            return buf.getvalue()
-        return _json(long, prov)
+        long = _conventions_long(agg, list(specs))
+        return _csv(long) if fmt == "csv" else _json(long, prov, specs)
     cells = list(dict.fromkeys(c[:3] for c in columns_of(agg, datasets)))
     row_keys = row_keys_of(agg, models)
     pub = None
@@ -402,7 +407,7 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
         have = set(zip(agg["dataset"], agg["degradation"], agg["qf"], agg["space"], strict=True))
         pub = pub[[k in have for k in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"], strict=True)]]
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
-    tables = [t for c in cells if (t := conventions_table(agg, c, row_keys, list(metrics), pub, sources))]
+    tables = [t for c in cells if (t := conventions_table(agg, c, row_keys, shown_metrics, pub, sources))]
     notes = [CONVENTION_USERS] + [f"[{i}] {src}" for i, src in enumerate(sources, 1)]
     if sources:
         notes.append("Published rows are quoted from their sources under their own convention, not re-run.")
@@ -410,4 +415,10 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
     if gray:
         notes.append(f"Gray datasets ({', '.join(gray)}) have one channel and one convention (gray); how their "
                      "ground truth was made from colour is a convention of its own (docs/conventions.md).")
-    return _write(fmt, tables, conventions_caption(metrics, prov), notes, plots_dir)
+    return _write(fmt, tables, conventions_caption(shown_metrics, prov), notes, plots_dir)
+
+
+def _absent_notes(agg: pd.DataFrame, metrics: list[Metric], space: str) -> list[str]:
+    """A metric with no value in the shown space (it applies to others) is said, not left as silent dashes."""
+    return [f"{m.label} is not recorded in space {space!r} (it applies to {', '.join(m.spaces)}): see --space "
+            f"{m.spaces[0]}." for m in metrics if m.name not in agg or agg[m.name].isna().all()]

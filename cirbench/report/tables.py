@@ -3,8 +3,9 @@ their caption and notes, built from aggregated records (and published rows) and 
 :mod:`cirbench.report.render`.
 
 Paper layout: one row per model (and setting, when it is not "single"), one column per dataset x QF, cells
-"PSNR / SSIM / PSNR-B" (2 / 4 / 2 decimals). Per column and metric the best value is bold and the second
-underlined. Ranking compares the numbers as printed (ties share a mark), among our own models only: the
+"PSNR / SSIM / PSNR-B" (each metric with its spec's decimals). Per column and metric the best value (by the
+metric's direction: ``higher_is_better``) is bold and the second underlined. Ranking compares the numbers as
+printed (ties share a mark), among our own models only: the
 ``jpeg`` row is the unrestored input, not a method, and published rows are quoted, never ranked and never
 averaged with ours (they sit below a rule, marked "(published [n])", with the sources listed).
 
@@ -26,13 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..eval.records import GROUP
 from ..jpeg import Degradation
-from ..metrics import COLOUR_SPACES
+from ..metrics import COLOUR_SPACES, Metric
+from ..records import GROUP
 from .aggregate import BASELINE
 
-DECIMALS = {"psnr": 2, "ssim": 4, "psnrb": 2}
-NAMES = {"psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B"}
 DASH = "–"
 DAGGER = "†"
 PARTIAL = "‡"
@@ -44,7 +43,7 @@ MAX_PARTS = 12  # printed numbers per row: 4 columns of "PSNR / SSIM / PSNR-B", 
 # Who computes each convention, for the notes: only what their code shows (docs/conventions.md has the detail).
 CONVENTION_USERS = (
     "Conventions: y — rounded studio-range Y, as KAIR/FBCNN/SwinIR's test scripts (rgb2ycbcr on uint8) and GRL's "
-    "Y metrics; y-float — unrounded studio-range Y, as BasicSR's calculate_psnr/ssim with test_y_channel "
+    "Y metrics; y-float — unrounded studio-range Y, as BasicSR's calculate_psnr and calculate_ssim with test_y_channel "
     "(e.g. HAT, Restormer); y-full — full-range luma, as OpenCV's cvtColor RGB2GRAY or Pillow's convert('L') "
     "(e.g. a ground truth read as gray); rgb — all three channels, as FBCNN's and SwinIR's colour tables, GRL's "
     "Table 7 and PromptIR's compute_psnr_ssim (whose SSIM uses scikit-image's defaults, not reproduced here)."
@@ -175,10 +174,10 @@ def _fmt(value, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _ranks(values: dict, decimals: int) -> dict:
-    """Mark best and second (higher is better) by the printed value."""
-    printed = {k: round(v, decimals) for k, v in values.items() if v is not None and np.isfinite(v)}
-    distinct = sorted(set(printed.values()), reverse=True)
+def _ranks(values: dict, metric: Metric) -> dict:
+    """Mark best and second, in the metric's direction, by the printed value."""
+    printed = {k: round(v, metric.decimals) for k, v in values.items() if v is not None and np.isfinite(v)}
+    distinct = sorted(set(printed.values()), reverse=metric.higher_is_better)
     style = {}
     for k, v in printed.items():
         if v == distinct[0]:
@@ -201,35 +200,43 @@ def _empty(cells: list[list[Part]]) -> bool:
     return all(p.text == DASH for cell in cells for p in cell)
 
 
-def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "", marked=frozenset()) -> Table:
-    title, groups, labels = _heads(columns, "Restoration quality: " + " / ".join(NAMES[m] for m in metrics), suffix,
-                                   marked)
+def _by(df: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, dict]:
+    """Rows of ``df`` as dicts, by the values of ``keys`` (metric names need not be identifiers)."""
+    return {tuple(r[k] for k in keys): r for r in df.to_dict("records")}
+
+
+def _label(metric: Metric) -> str:
+    """A lower-is-better metric carries ↓ wherever it is named (PSNR, SSIM: higher is better, unmarked)."""
+    return metric.label if metric.higher_is_better else f"{metric.label}↓"
+
+
+def _value(row: dict | None, metric: Metric):
+    return row.get(metric.name) if row else None
+
+
+def quality_table(agg, columns, row_keys, metrics: list[Metric], pub, sources, suffix: str = "",
+                  marked=frozenset()) -> Table:
+    title = "Restoration quality: " + " / ".join(_label(m) for m in metrics)
+    title, groups, labels = _heads(columns, title, suffix, marked)
     t = Table(title, "Method", groups, labels)
-    cells = {(r.model, r.setting, r.dataset, r.degradation, r.qf, r.space): r for r in agg.itertuples()}
+    cells = _by(agg, GROUP)
     ranked = [k for k in row_keys if k[0] != BASELINE]
     styles = {}
     for col in columns:
         for m in metrics:
-            vals = {k: getattr(cells[(*k, *col)], m) for k in ranked if (*k, *col) in cells}
-            for k, s in _ranks(vals, DECIMALS[m]).items():
-                styles[(k, col, m)] = s
+            vals = {k: _value(cells[(*k, *col)], m) for k in ranked if (*k, *col) in cells}
+            for k, s in _ranks(vals, m).items():
+                styles[(k, col, m.name)] = s
     for key in row_keys:
         row = []
         for col in columns:
             r = cells.get((*key, *col))
-            row.append(
-                [
-                    Part(_fmt(getattr(r, m) if r else None, DECIMALS[m]), styles.get((key, col, m), ""))
-                    for m in metrics
-                ]
-            )
+            row.append([Part(_fmt(_value(r, m), m.decimals), styles.get((key, col, m.name), "")) for m in metrics])
         if not _empty(row):
             t.rows.append((_row_label(*key), row))
     if pub is not None and len(pub):
         # (dataset, degradation, qf) -> row; the space already matches the column's (published_rows)
-        pcells = {
-            (r.model, r.source, r.per_qf_model, r.dataset, r.degradation, r.qf): r for r in pub.itertuples()
-        }
+        pcells = _by(pub, ("model", "source", "per_qf_model", "dataset", "degradation", "qf"))
         first = len(t.rows)
         for model, source, per_qf in dict.fromkeys(
             zip(pub["model"], pub["source"], pub["per_qf_model"], strict=True)
@@ -237,7 +244,7 @@ def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "
             row = []
             for col in columns:
                 r = pcells.get((model, source, per_qf, *col[:3]))
-                row.append([Part(_fmt(getattr(r, m) if r else None, DECIMALS[m])) for m in metrics])
+                row.append([Part(_fmt(_value(r, m), m.decimals)) for m in metrics])
             if _empty(row):
                 continue
             extra = ", per-QF" if per_qf == "yes" else ""
@@ -248,26 +255,29 @@ def quality_table(agg, columns, row_keys, metrics, pub, sources, suffix: str = "
     return t
 
 
-def ci_table(cmp: pd.DataFrame, columns, row_keys, reference: str, suffix: str = "") -> Table:
+def ci_table(cmp: pd.DataFrame, columns, row_keys, reference: str, metric: Metric, suffix: str = "") -> Table:
+    unit = f" ({metric.unit})" if metric.unit else ""
+    better = "higher" if metric.higher_is_better else "lower"
     title = (
-        f"PSNR difference to {reference} (dB): mean ±half-width of the paired bootstrap 95 % CI; "
-        f"{DAGGER} sign test p < 0.05"
+        f"{metric.label} difference to {reference}{unit}, {better} is better: mean ±half-width of the paired "
+        f"bootstrap 95 % CI; {DAGGER} sign test p < 0.05"
     )
     title, groups, labels = _heads(columns, title, suffix)
     t = Table(title, "Method", groups, labels)
-    by = {tuple(r[: len(GROUP)]): r for r in cmp.itertuples(index=False)}
+    by = _by(cmp, GROUP)
     for key in row_keys:
         if key[0] == reference:
             continue
         row = []
         for col in columns:
             r = by.get((*key, *col))
-            if r is None or not r.n_pairs:
+            if r is None or not r["n_pairs"]:
                 row.append([Part(DASH)])
                 continue
-            half = (r.ci_hi - r.ci_lo) / 2
-            mark = DAGGER if r.p_sign < 0.05 else ""
-            row.append([Part(f"{r.diff_psnr:+.2f} ±{half:.2f}{mark}")])
+            half = (r["ci_hi"] - r["ci_lo"]) / 2
+            mark = DAGGER if r["p_sign"] < 0.05 else ""
+            diff = r[f"diff_{metric.name}"]
+            row.append([Part(f"{diff:+.{metric.decimals}f} ±{half:.{metric.decimals}f}{mark}")])
         if not _empty(row):
             t.rows.append((_row_label(*key), row))
     return t
@@ -318,10 +328,10 @@ def conventions_table(agg: pd.DataFrame, cell: tuple, row_keys, metrics, pub, so
     spaces = [s for s in COLOUR_SPACES if s in set(here["space"])]
     if not spaces:
         return None
-    labels = [NAMES[m] for m in metrics] + [f"Δ {NAMES[m]} to y" for m in metrics]
+    labels = [_label(m) for m in metrics] + [f"Δ {_label(m)} to y" for m in metrics]
     title = f"{cell[0]} {_column_label(cell[1], cell[2])}: the same outputs under each metric convention"
     t = Table(title, "Method · space", [""] * len(labels), labels)
-    vals = {(r.model, r.setting, r.space): r for r in here.itertuples()}
+    vals = _by(here, ("model", "setting", "space"))
     for key in row_keys:
         first = len(t.rows)
         ref = vals.get((*key, "y"))
@@ -329,13 +339,13 @@ def conventions_table(agg: pd.DataFrame, cell: tuple, row_keys, metrics, pub, so
             r = vals.get((*key, space))
             if r is None:
                 continue
-            row = [[Part(_fmt(getattr(r, m), DECIMALS[m]))] for m in metrics]
+            row = [[Part(_fmt(_value(r, m), m.decimals))] for m in metrics]
             for m in metrics:
                 if ref is None or space == "y":
                     row.append([Part(DASH)])
                 else:
-                    d = getattr(r, m) - getattr(ref, m)
-                    row.append([Part(f"{d:+.{DECIMALS[m]}f}" if np.isfinite(d) else DASH)])
+                    d = _value(r, m) - _value(ref, m)
+                    row.append([Part(f"{d:+.{m.decimals}f}" if np.isfinite(d) else DASH)])
             t.rows.append((f"{_row_label(*key)} · {space}", row))
         if first and len(t.rows) > first:
             t.rule_before.add(first)
@@ -343,12 +353,12 @@ def conventions_table(agg: pd.DataFrame, cell: tuple, row_keys, metrics, pub, so
         p = pub[(pub["dataset"] == cell[0]) & (pub["degradation"] == cell[1]) & (pub["qf"] == cell[2])
                 & pub["space"].isin(spaces)]
         first = len(t.rows)
-        for r in p.itertuples():
-            row = [[Part(_fmt(getattr(r, m), DECIMALS[m]))] for m in metrics] + [[Part(DASH)] for _ in metrics]
-            if all(_fmt(getattr(r, m), DECIMALS[m]) == DASH for m in metrics):
+        for r in p.to_dict("records"):
+            row = [[Part(_fmt(_value(r, m), m.decimals))] for m in metrics] + [[Part(DASH)] for _ in metrics]
+            if all(_fmt(_value(r, m), m.decimals) == DASH for m in metrics):
                 continue
             t.row_class[len(t.rows)] = "published"
-            t.rows.append((f"{r.model} (published [{sources.index(r.source) + 1}]) · {r.space}", row))
+            t.rows.append((f"{r['model']} (published [{sources.index(r['source']) + 1}]) · {r['space']}", row))
         if len(t.rows) > first:
             t.rule_before.add(first)
     return t if t.rows else None
@@ -380,19 +390,24 @@ def _provenance_text(prov: dict) -> str:
     )
 
 
-def caption_text(space: str, metrics, prov: dict, published: bool) -> str:
-    units = " / ".join(f"{NAMES[m]}{'' if m == 'ssim' else ' (dB)'}" for m in metrics)
+def _units(metrics: list[Metric]) -> str:
+    return " / ".join(f"{_label(m)} ({m.unit})" if m.unit else _label(m) for m in metrics)
+
+
+def caption_text(space: str, metrics: list[Metric], prov: dict, published: bool) -> str:
+    units = _units(metrics)
+    best = "Best" if all(m.higher_is_better for m in metrics) else "Best (highest; lowest for ↓ metrics)"
     return (
         f"Mean {units} per dataset and JPEG QF, on the {_space_text(space, prov)}. "
         + _provenance_text(prov)
-        + "Best in bold, second underlined, among our models (the JPEG input"
+        + f"{best} in bold, second underlined, among our models (the JPEG input"
         + (" and published rows are" if published else " is")
         + " not ranked)."
     )
 
 
-def conventions_caption(metrics, prov: dict) -> str:
-    units = " / ".join(f"{NAMES[m]}{'' if m == 'ssim' else ' (dB)'}" for m in metrics)
+def conventions_caption(metrics: list[Metric], prov: dict) -> str:
+    units = _units(metrics)
     return (
         f"Mean {units} of the same outputs under each metric convention the run recorded, per colour dataset "
         "and JPEG QF, and the difference to y (cirbench's default). " + _provenance_text(prov)

@@ -36,8 +36,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +44,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..archs import build_arch
+from ..distributed import Context
 from ..errors import ConfigError, RunError
 from ..files import FolderLock, atomic_write
 from ..zoo.checkpoints import load_into, save_state_dict
@@ -54,7 +54,6 @@ from ..zoo.inference import cpu_has_native_bf16
 from .config import (
     LossConfig,
     OptimConfig,
-    RuntimeConfig,
     TrainConfig,
     config_to_dict,
     load_config,
@@ -155,49 +154,6 @@ def _derive_seed(*parts: int) -> int:
 # ---------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    owns_group: bool = False  # we called init_process_group, so we tear it down
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on any: ranks must stop at the same step or DDP hangs."""
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
-
-def _setup_distributed(runtime: RuntimeConfig) -> _Dist:
-    """Pick the device; join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
-    if runtime.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("runtime.device = 'cuda' but CUDA is not available")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(device=torch.device("cuda" if use_cuda else "cpu"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    owns = not dist.is_initialized()
-    if owns:
-        # A long timeout: a run paused with SIGSTOP (to free the CPU for a benchmark) must survive it.
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=4))
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    return _Dist(dist.get_rank(), dist.get_world_size(), device, owns)
-
-
 def _check_amp(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.runtime.amp and device.type == "cpu" and not cpu_has_native_bf16():
         raise ConfigError(f"{cfg.source}: runtime.amp = true needs a CPU with native bf16 (AVX512-BF16 or AMX); "
@@ -205,32 +161,34 @@ def _check_amp(cfg: TrainConfig, device: torch.device) -> None:
 
 
 class _Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: Path, ctx: _Dist):
+    def __init__(self, cfg: TrainConfig, out_dir: Path, ctx: Context, allow_code: bool = False):
         self.cfg, self.out, self.ctx = cfg, out_dir, ctx
+        self.device = torch.device(ctx.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        _check_amp(cfg, ctx.device)
-        if cfg.data.batch_size % ctx.world_size:
+        _check_amp(cfg, self.device)
+        if cfg.data.batch_size % ctx.world:
             raise ConfigError(
                 f"{cfg.source}: key 'data.batch_size' ({cfg.data.batch_size}) must be divisible by the "
-                f"number of processes ({ctx.world_size})"
+                f"number of processes ({ctx.world})"
             )
         # The same seed on every rank, so every rank builds the same initial weights.
         _seed_all(cfg.seed)
-        model = build_arch(cfg.model.arch, **cfg.model.kwargs)
+        model = build_arch(cfg.model.arch, allow_code=allow_code, where=f"{cfg.source} [model] arch",
+                           **cfg.model.kwargs)
         if cfg.model.init:
             load_into(model, cfg.model.init)  # a fine-tuning run starts from earlier weights
         multiple = int(getattr(model, "pad_multiple", 1))
         if cfg.data.patch_size % multiple:
             raise ConfigError(f"{cfg.source}: key 'data.patch_size' ({cfg.data.patch_size}) must be a "
                               f"multiple of the model's pad_multiple ({multiple})")
-        self.model = model.to(ctx.device)
+        self.model = model.to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net: nn.Module = self.model
-        if ctx.world_size > 1:
-            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        if ctx.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas),
@@ -249,8 +207,8 @@ class _Trainer:
     # -- checkpoints -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         rng = [_rng_state()]
-        if self.ctx.world_size > 1:  # every rank's RNG, so a DDP resume is exact on every rank
-            rng = [None] * self.ctx.world_size
+        if self.ctx.world > 1:  # every rank's RNG, so a DDP resume is exact on every rank
+            rng = [None] * self.ctx.world
             dist.all_gather_object(rng, _rng_state())
         if self.ctx.main:
             state = {
@@ -290,11 +248,11 @@ class _Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        if len(ckpt["rng"]) == self.ctx.world_size:
+        if len(ckpt["rng"]) == self.ctx.world:
             _set_rng_state(ckpt["rng"][self.ctx.rank])
         elif self.ctx.main:
             warnings.warn(f"{path} was written by {len(ckpt['rng'])} process(es), this run has "
-                          f"{self.ctx.world_size}: RNG states are not restored", stacklevel=2)
+                          f"{self.ctx.world}: RNG states are not restored", stacklevel=2)
 
     # -- one step --------------------------------------------------------------------------------------
     def _loader(self, stage: int, start: int, stop: int) -> torch.utils.data.DataLoader:
@@ -303,17 +261,17 @@ class _Trainer:
         qf = (FixedQFs(tuple(self.cfg.stage1.qfs)) if stage == 1
               else QFRange(s2.qf_min, s2.qf_max, log=s2.qf_sampling == "log-uniform"))
         dataset = JpegPatchDataset(self.images, d.patch_size, qf, d.gray_fraction, self.cfg.seed, d.cache)
-        sampler = StepBatchSampler(start, stop, d.batch_size, self.ctx.rank, self.ctx.world_size)
+        sampler = StepBatchSampler(start, stop, d.batch_size, self.ctx.rank, self.ctx.world)
         # An explicit generator keeps DataLoader's worker base seed from consuming the global torch RNG
         # (which would make a resumed run's RNG drift from an uninterrupted one).
         gen = torch.Generator().manual_seed(_derive_seed(self.cfg.seed, 4, self.ctx.rank, start))
         return torch.utils.data.DataLoader(
             dataset, batch_sampler=sampler, num_workers=d.workers, worker_init_fn=seed_worker,
-            generator=gen, pin_memory=self.ctx.device.type == "cuda",
+            generator=gen, pin_memory=self.device.type == "cuda",
         )
 
     def _train_step(self, inp: torch.Tensor, target: torch.Tensor) -> float:
-        dev = self.ctx.device
+        dev = self.device
         inp, target = inp.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
         if self.cfg.runtime.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
@@ -333,9 +291,9 @@ class _Trainer:
             for e, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
                 e.copy_(b)
         loss = loss.detach()
-        if self.ctx.world_size > 1:  # log the global-batch loss, not rank 0's share
+        if self.ctx.world > 1:  # log the global-batch loss, not rank 0's share
             dist.all_reduce(loss, op=dist.ReduceOp.SUM)
-            loss /= self.ctx.world_size
+            loss /= self.ctx.world
         return float(loss)
 
     # -- the run ---------------------------------------------------------------------------------------
@@ -362,7 +320,7 @@ class _Trainer:
         log_path = self._prepare_log()
         validator = None
         if ctx.main and (cfg.val.dataset or cfg.val.folders):
-            validator = Validator(cfg.val, ctx.device)
+            validator = Validator(cfg.val, self.device)
         total = cfg.total_steps
         end = total if stop_at is None else min(total, stop_at)
         bar = _progress(total, self.step, disable=not ctx.main)
@@ -438,6 +396,7 @@ def train(
     steps_override: int | None = None,
     stop_at: int | None = None,
     max_minutes: float | None = None,
+    allow_code: bool = False,
 ) -> dict:
     """Train from a config (file or :class:`TrainConfig`) into ``out_dir``.
 
@@ -445,17 +404,17 @@ def train(
     into that many steps (:func:`override_steps`). ``stop_at`` stops after that global step with a
     checkpoint, leaving the schedule unchanged (a resumable pause). ``max_minutes`` stops at the first step past
     that much wall time (all ranks at the same step) with a checkpoint and ``final_ema.safetensors``.
-    Returns {step, finished, out_dir, seconds}.
+    ``allow_code`` lets the config's ``model.arch`` be a ``module:attr`` (user code; a data file alone never
+    imports code). Returns {step, finished, out_dir, seconds}.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     if steps_override is not None:
         cfg = override_steps(cfg, steps_override)
-    ctx = _setup_distributed(cfg.runtime)
+    ctx = distributed.setup(cfg.runtime.device)
     try:
         # Rank 0 writes every file: one training per output folder (a second one is refused at once).
         with FolderLock(out_dir, "training") if ctx.main else contextlib.nullcontext():
-            return _Trainer(cfg, Path(out_dir), ctx).run(
+            return _Trainer(cfg, Path(out_dir), ctx, allow_code).run(
                 resume, stop_at, None if max_minutes is None else 60.0 * max_minutes)
     finally:
-        if ctx.owns_group:
-            dist.destroy_process_group()
+        distributed.teardown(ctx)

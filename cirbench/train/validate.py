@@ -12,7 +12,7 @@ from torch import nn
 from ..eval.datasets import get_dataset
 from ..images import read_image
 from ..jpeg import compress
-from ..metrics import image_metrics
+from ..metrics import PRIMARY, image_metrics
 from ..zoo.inference import TorchRestorer
 from ..zoo.restorer import ModelInfo
 from .config import ValConfig
@@ -22,8 +22,8 @@ __all__ = ["Validator"]
 
 
 def _psnr(gt: np.ndarray, out: np.ndarray) -> float:
-    m = image_metrics(gt, out, spaces=("y", "gray"))  # validation reads Y only
-    return m["gray"]["psnr"] if "gray" in m else m["y"]["psnr"]
+    m = image_metrics(gt, out, spaces=("y", "gray"), metrics=[PRIMARY])  # validation reads Y only
+    return m["gray"][PRIMARY] if "gray" in m else m["y"][PRIMARY]
 
 
 class Validator:

@@ -31,8 +31,8 @@ __all__ = ["create_model", "build_network", "PerQFRestorer", "missing_message"]
 
 
 def build_network(card: ModelCard):
-    """The card's architecture with its kwargs, randomly initialised."""
-    return archs.build_arch(card.arch, **card.kwargs)
+    """The card's architecture with its kwargs, randomly initialised (a card is data: registered names only)."""
+    return archs.build_arch(card.arch, where=f"{card.path} arch", **card.kwargs)
 
 
 def missing_message(card: ModelCard, paths: list[Path]) -> str:
@@ -44,9 +44,11 @@ def missing_message(card: ModelCard, paths: list[Path]) -> str:
 
 
 def create_model(name: str, *, weights: str | os.PathLike | list | None = None,
-                 settings: InferenceSettings | None = None, device: str = "cpu", fetch: bool = True) -> Restorer:
+                 settings: InferenceSettings | None = None, device: str = "cpu", fetch: bool = True,
+                 allow_code: bool = True) -> Restorer:
     """Build a restorer by name (see the module doc). ``weights`` overrides the card's weight file(s); a card's
-    missing weights are downloaded into the cache first unless ``fetch`` is off or ``$CIRBENCH_OFFLINE`` is set."""
+    missing weights are downloaded into the cache first unless ``fetch`` is off or ``$CIRBENCH_OFFLINE`` is set.
+    ``allow_code=False`` (a name read from a data file, e.g. a protocol's ``models``) refuses ``module:attr``."""
     settings = settings or InferenceSettings()
     if name == "jpeg":
         return JpegBaseline()
@@ -63,8 +65,10 @@ def create_model(name: str, *, weights: str | os.PathLike | list | None = None,
             paths = [Path(w) for w in (weights if isinstance(weights, list) else [weights])]
             return card_restorer(card, paths, (), settings, device)
         return card_restorer(card, card.weight_paths(), card.sha256s, settings, device)
-    if archs.import_spec(name):
+    if archs.import_spec(name, allow_code=allow_code):
         return _user_model(name, weights, settings, device)
+    if not allow_code and ":" in name:
+        archs.resolve(name, allow_code=False)  # raises: a data file named code
     raise ConfigError(f"unknown model {name!r}{closest(name, ['jpeg', *cards])}; known: jpeg, {', '.join(cards)}, "
                       "an installed entry point, or module:attr")
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..images import to_uint8
 from .restorer import ModelInfo, Restored
 
 __all__ = ["InferenceSettings", "TorchRestorer", "pad_image", "tile_origins", "cpu_has_native_bf16"]
@@ -223,10 +224,8 @@ class TorchRestorer:
         seconds = time.perf_counter() - start
         if gray and out.shape[1] == 3:
             out = out.mean(1, keepdim=True)
-        nonfinite = not bool(torch.isfinite(out).all())
-        if nonfinite:
-            out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-        out = (out.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+        out, nonfinite = to_uint8(out)
+        out = out.cpu()
         res = out[0, 0].numpy() if gray else out[0].permute(1, 2, 0).numpy()
         extras = {}
         if qf_hat is not None:

@@ -9,19 +9,17 @@ the values), on one 1 x C x size x size input padded as the harness would pad it
   element-wise ops, norms and softmax are not counted. GMACs (= GFLOPs / 2) are also shown, since
   papers often quote MACs as "FLOPs".
 * **Peak memory** on CPU: the growth of the resident set size during one forward under
-  ``torch.inference_mode()``, in a fresh subprocess. After a small warm-up forward, ``gc`` and glibc
-  ``malloc_trim``, the kernel's high-water mark is reset (``/proc/self/clear_refs``); the result is
-  ``VmHWM`` after the forward minus ``VmRSS`` before it. It includes activations, temporary buffers
-  and allocator overhead, and excludes the weights and the input (shown separately). Linux only;
-  elsewhere it is reported as not measured. ``tracemalloc`` cannot be used: torch allocates outside
-  Python's allocator.
+  ``torch.inference_mode()``, measured on the network already built (nothing is resolved or built again).
+  After a small warm-up forward, ``gc`` and glibc ``malloc_trim``, the kernel's high-water mark is reset
+  (``/proc/self/clear_refs``); the result is ``VmHWM`` after the forward minus ``VmRSS`` before it. It
+  includes activations, temporary buffers and allocator overhead, and excludes the weights and the input
+  (shown separately). Linux only; elsewhere it is reported as not measured. ``tracemalloc`` cannot be used:
+  torch allocates outside Python's allocator.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from .checkpoints import load_into
 from .factory import build_network, create_model
 from .inference import InferenceSettings, pad_image
 
-__all__ = ["model_info", "model_stats", "measure", "peak_rss_growth"]
+__all__ = ["model_info", "model_stats", "network_stats", "profile", "peak_rss_growth"]
 
 
 def _network(name: str, weights: str | None):
@@ -69,12 +67,18 @@ def _info_dict(info) -> dict:
                                                 "pad_mode": info.pad_mode, "params": info.params}
 
 
-def _input(info: dict, size: int):
+def _input(info: dict, size: int, device=None):
     import torch
 
     x = torch.rand(1, info["channels"] or 3, size, size, generator=torch.Generator().manual_seed(0))
     multiple = max(1, info["pad_multiple"])
-    return pad_image(x, multiple, info["pad_mode"]) if multiple > 1 else x
+    x = pad_image(x, multiple, info["pad_mode"]) if multiple > 1 else x
+    return x.to(device) if device is not None else x
+
+
+def _device_of(net):
+    params = list(net.parameters()) if hasattr(net, "parameters") else []
+    return params[0].device if params else None
 
 
 def _status_bytes(field: str) -> int | None:
@@ -124,15 +128,13 @@ def peak_rss_growth(fn):
     return result, growth
 
 
-def measure(name: str, size: int, weights: str | None = None) -> dict:
-    """Peak RSS growth and time of one forward (run this in a fresh process; see the module doc)."""
+def _peak_forward(net, d: dict, x) -> dict:
+    """Peak RSS growth and time of one forward of ``net`` on ``x``, after a small warm-up forward (one-time
+    library set-up is not the model's)."""
     import torch
 
-    net, info, _, _ = _network(name, weights)
-    d = _info_dict(info)
-    x = _input(d, size)
-    with torch.inference_mode():  # a small warm-up forward: one-time library set-up is not the model's
-        net(_input(d, max(8, d["pad_multiple"])))
+    with torch.inference_mode():
+        net(_input(d, max(8, d["pad_multiple"]), x.device))
 
     def forward() -> float:
         with torch.inference_mode():
@@ -144,41 +146,34 @@ def measure(name: str, size: int, weights: str | None = None) -> dict:
     return {"peak_bytes": peak, "seconds": seconds}
 
 
-def _measure_in_subprocess(name: str, size: int, weights: str | None, threads: int) -> dict:
-    code = ("import json, sys, torch; from cirbench.zoo.profile import measure; "
-            f"torch.set_num_threads({threads}); "
-            "print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), sys.argv[3] or None)))")
-    proc = subprocess.run([sys.executable, "-c", code, name, str(size), weights or ""], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"peak_bytes": None, "seconds": None, "error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def model_stats(name: str, size: int = 256, weights: str | None = None, *, memory: bool = True) -> dict:
-    """The numbers behind :func:`model_info`: params, buffers, input shape, flops (2 per MAC),
-    peak_bytes and forward_seconds (None when not measured), weights status, card."""
+def network_stats(net, info, size: int = 256, *, memory: bool = True) -> dict:
+    """Params, buffers, input shape, flops (2 per MAC), peak_bytes and forward_seconds (None when not
+    measured) of a network already built, at ``size`` x ``size`` padded as the harness pads it."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    net, info, card, status = _network(name, weights)
     d = _info_dict(info)
     is_module = isinstance(net, torch.nn.Module)
-    x = _input(d, size)
+    x = _input(d, size, _device_of(net))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         net(x)
-    stats = {"name": name, "card": card, **d, "input_shape": tuple(x.shape), "flops": counter.get_total_flops(),
+    stats = {**d, "input_shape": tuple(x.shape), "flops": counter.get_total_flops(),
              "params": sum(p.numel() for p in net.parameters()) if is_module else None,
              "buffers": sum(b.numel() for b in net.buffers()) if is_module else 0,
              "weights_bytes": sum(t.numel() * t.element_size() for t in net.state_dict().values()) if is_module else 0,
-             "input_bytes": x.numel() * x.element_size(), "weights_status": status, "threads": torch.get_num_threads(),
+             "input_bytes": x.numel() * x.element_size(), "threads": torch.get_num_threads(),
              "peak_bytes": None, "forward_seconds": None, "memory_note": "not measured"}
     if memory:
-        m = _measure_in_subprocess(name, size, weights, torch.get_num_threads())
+        m = _peak_forward(net, d, x)
         stats["peak_bytes"], stats["forward_seconds"] = m["peak_bytes"], m["seconds"]
-        stats["memory_note"] = m.get("error") or ("" if m["peak_bytes"] is not None else "needs Linux /proc")
+        stats["memory_note"] = "" if m["peak_bytes"] is not None else "needs Linux /proc"
     return stats
+
+
+def model_stats(name: str, size: int = 256, weights: str | None = None, *, memory: bool = True) -> dict:
+    """:func:`network_stats` of a model by name (built once), plus its weights status and card."""
+    net, info, card, status = _network(name, weights)
+    return {"name": name, "card": card, "weights_status": status, **network_stats(net, info, size, memory=memory)}
 
 
 def _human(n: float) -> str:
@@ -216,7 +211,7 @@ def model_info(name: str, size: int = 256, weights: str | None = None, *, memory
                      f"image" + (f", each in {st.tile}-px tiles with {st.overlap} px overlap" if st.tile else ""))
     if s["peak_bytes"] is not None:
         lines.append(f"peak memory of one CPU forward: {_human(s['peak_bytes'])} above the resident set "
-                     f"(VmHWM growth in a fresh process; weights {_human(s['weights_bytes'])} and input "
+                     f"(VmHWM growth; weights {_human(s['weights_bytes'])} and input "
                      f"{_human(s['input_bytes'])} not included); that forward took {s['forward_seconds']:.2f} s "
                      f"on {s['threads']} thread(s)")
     elif memory:
@@ -228,28 +223,28 @@ def model_info(name: str, size: int = 256, weights: str | None = None, *, memory
 PROFILE_SIZE = 256
 
 
-def profile(name: str, weights: str | None = None, *, weights_sha256: list | None = None,
-            size: int = PROFILE_SIZE) -> dict:
-    """Parameters, GFLOPs and peak CPU memory (MB) of one forward at ``size`` x ``size``: the report's
-    efficiency columns. Measured once per (model file, weights, torch, threads) and cached under
-    ``$CIRBENCH_CACHE/profiles``; the values do not depend on the weights' values, only on the shapes."""
+def profile(restorer, size: int = PROFILE_SIZE) -> dict:
+    """Parameters, GFLOPs and peak CPU memory (MB) of one forward at ``size`` x ``size`` of a restorer already
+    built (its first network): the report's efficiency columns. Cached under ``$CIRBENCH_CACHE/profiles`` per
+    (architecture and weights as the restorer records them, parameter count, torch, threads, size): the values
+    depend on the shapes, not on the weights' values."""
     import hashlib
 
     import torch
 
     from ..files import atomic_write, cache_dir, dumps, loads
 
-    source = Path(name) if name.endswith(".toml") else (list_cards().get(name) if name in list_cards() else None)
-    ident = source.read_bytes() if source is not None and source.is_file() else name.encode()
-    key = hashlib.sha256(b"\0".join([ident, str(weights_sha256 or weights or "").encode(), torch.__version__.encode(),
-                                     str((size, torch.get_num_threads())).encode()])).hexdigest()[:24]
-    path = cache_dir() / "profiles" / f"{key}.json"
+    net, info = restorer.nets[0], restorer.info
+    ident = json.dumps([type(net).__module__, type(net).__qualname__, info.params, info.channels, info.pad_multiple,
+                        info.pad_mode, {k: info.extra.get(k) for k in ("card", "arch", "user", "weights_sha256")},
+                        torch.__version__, size, torch.get_num_threads()], sort_keys=True, default=str)
+    path = cache_dir() / "profiles" / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.json"
     if path.is_file():
         try:
             return loads(path.read_text())
         except ValueError:
             pass  # a damaged cache entry is measured again
-    s = model_stats(name, size, weights)
+    s = network_stats(net, info, size)
     out = {"params": s["params"], f"gflops_{size}": round(s["flops"] / 1e9, 3),
            "peak_mem_mb": round(s["peak_bytes"] / 2**20, 1) if s["peak_bytes"] is not None else None,
            "profile_threads": s["threads"]}

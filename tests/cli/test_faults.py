@@ -13,16 +13,17 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import read_state_dict
 from PIL import Image
 
 from cirbench import files
 from cirbench.cli import main
 from cirbench.errors import CheckpointError, FetchError
 from cirbench.eval import fetch as dataset_fetch
-from cirbench.eval.records import KEY, iter_records
 from cirbench.files import FolderLock, sha256_file
 from cirbench.metrics import spaces_of
-from cirbench.zoo.checkpoints import read_state_dict, save_state_dict
+from cirbench.records import KEY, iter_records
+from cirbench.zoo.checkpoints import save_state_dict
 
 SLOW = '''import time, torch
 class Slow(torch.nn.Module):
@@ -162,5 +163,5 @@ def test_train_resume_is_refused_while_another_training_writes(tmp_path, capsys)
     cfg.write_text('[model]\narch = "helpers:TinyNet"\n[data]\nfolders = ["."]\n[stage1]\nsteps = 1\n'
                    '[optim]\nwarmup_steps = 0\n')
     with FolderLock(tmp_path / "out", "training"):
-        assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "out"), "--resume"]) == 2
+        assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "out"), "--resume", "--allow-code"]) == 2
     assert "another cirbench process is writing" in capsys.readouterr().err

@@ -19,8 +19,8 @@ from PIL import Image
 from cirbench.archs import build_arch
 from cirbench.eval.datasets import get_dataset
 from cirbench.eval.merge import canonical
-from cirbench.eval.records import iter_records
 from cirbench.metrics import spaces_of
+from cirbench.records import iter_records
 from cirbench.zoo.checkpoints import save_state_dict
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=0, window_size=8, squeeze_factor=4,

@@ -10,10 +10,10 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cirbench import metrics
-from cirbench.metrics.psnrb import bef
-from cirbench.metrics.ssim import ssim
 from cirbench.images import read_image
 from cirbench.jpeg import compress
+from cirbench.metrics.psnrb import bef
+from cirbench.metrics.ssim import ssim
 
 
 # --- plain reference implementations -------------------------------------------------------------------

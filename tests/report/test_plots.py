@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cirbench.eval.records import gt_image_path, iter_records, output_image_path
+from cirbench.records import gt_image_path, iter_records, output_image_path
 from cirbench.report.plots import _window, make_plots
 
 RUN = Path(__file__).parents[1] / "data" / "records_small"
@@ -78,3 +78,16 @@ def test_window_finds_texture():
     img = np.zeros((64, 64), np.uint8)
     img[32:, 32:] = np.indices((32, 32)).sum(0) % 2 * 255  # a checkerboard in one corner
     assert _window(img, 32) == (32, 32)
+
+
+def test_report_plots_follow_the_report_filters(tmp_path):
+    """`cirbench report --plots` draws what the tables show: --datasets, --qf and --models filter the figures
+    too (they were once passed to the tables only, so the plots showed every dataset)."""
+    from cirbench.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    _save_outputs(run)
+    out = tmp_path / "plots"
+    assert main(["report", str(run), "--plots", str(out), "--datasets", "classic5", "--models", "fbcnn"]) == 0
+    assert (out / "crops_classic5_q10.png").is_file() and not (out / "crops_live1_q10.png").exists()

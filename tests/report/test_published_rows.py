@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cirbench.cli import main
-from cirbench.eval.records import iter_records
+from cirbench.records import iter_records
 from cirbench.report import render
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,14 +13,14 @@ import torch
 from helpers import official_keys
 from PIL import Image
 
-import cirbench.archs as archs_mod
+import cirbench.registry as registry_mod
 from cirbench import jpeg, metrics
-from cirbench.archs import ARCHS
+from cirbench.archs import REGISTRY as ARCHS
 from cirbench.cli import main
 from cirbench.config import ConfigError
 from cirbench.errors import WeightsMissing
-from cirbench.eval.records import iter_records
 from cirbench.metrics import spaces_of
+from cirbench.records import iter_records
 from cirbench.zoo.cards import list_cards, load_card
 from cirbench.zoo.checkpoints import save_state_dict
 from cirbench.zoo.factory import build_network, create_model
@@ -63,7 +63,7 @@ def write_tiny_card(folder: Path, arch: str, weights: str = "", url: str = "") -
 
 def random_state_dict(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    net = ARCHS[arch](**TINY[arch])
+    net = ARCHS.resolve(arch)(**TINY[arch])
     with torch.no_grad():  # make every tensor distinct from a fresh init, so a skipped load shows
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -376,7 +376,7 @@ def test_user_model_callable_and_weights(tmp_path, monkeypatch):
 
 def test_entry_point_model(monkeypatch, user_module_importable_from_cwd):
     ep = EntryPoint(name="tinynet", value="examples.my_model:TinyNet", group="cirbench.models")
-    monkeypatch.setattr(archs_mod, "entry_points", lambda group: [ep] if group == "cirbench.models" else [])
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: [ep] if group == "cirbench.models" else [])
     r = create_model("tinynet")
     assert r.info.name == "TinyNet" and r.info.extra["user"] == "examples.my_model:TinyNet"
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from cirbench.cli import main
 from cirbench.errors import ConfigError
-from cirbench.eval.records import iter_records
+from cirbench.records import iter_records
 from cirbench.zoo.outputs import OutputsRestorer
 
 METRICS = ("psnr", "ssim", "psnrb")
