@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
-           "download", "safe_extract", "FolderLock"]
+           "download", "unreachable", "safe_extract", "FolderLock"]
 
 
 def _umask_mode() -> int:
@@ -114,13 +114,14 @@ def offline() -> bool:
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, size: int | None = None) -> Path:
     """Download ``url`` to ``dest`` through pooch: the bytes go to a temporary file beside ``dest`` and are
     moved into place only when their sha256 (and size, when given) match; otherwise nothing is left behind.
-    Returns ``dest``. A progress bar is shown on a terminal. Every failure is a one-line FetchError."""
+    Returns ``dest``. A progress bar is shown on a terminal. Every failure is a one-line FetchError; a host
+    that cannot be reached is an :class:`~cirbench.errors.Unreachable`, so callers can name the manual way."""
     import sys
 
     import pooch
     import requests
 
-    from .errors import FetchError
+    from .errors import FetchError, Unreachable
 
     dest = Path(dest)
     pooch.get_logger().setLevel("WARNING")  # our own lines say what is fetched
@@ -132,9 +133,18 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, si
         got = next(iter(_HEX64.findall(str(exc).replace(sha256 or "", ""))), "unknown")
         raise FetchError(f"{url}: sha256 mismatch, expected {sha256}, got {got}; nothing was kept "
                          "(the file at the URL changed, or the download was corrupted)") from None
-    except (requests.RequestException, OSError) as exc:
-        raise FetchError(f"{url}: download failed ({type(exc).__name__}: {_first_line(exc)}); nothing was kept; "
-                         "check the network or the URL and retry") from None
+    except requests.HTTPError as exc:
+        answer = f"HTTP {exc.response.status_code} {exc.response.reason}".strip()
+        raise FetchError(f"{url}: the server answered {answer}; nothing was kept; check the URL") from None
+    except requests.RequestException as exc:
+        host, why = unreachable(exc, url)
+        if why:
+            raise Unreachable(f"{url}: could not reach {host} ({why}); nothing was kept; check the network and "
+                              "retry", host=host, why=why) from None
+        raise FetchError(f"{url}: download failed ({_cut_off(exc)}); nothing was kept; retry") from None
+    except OSError as exc:
+        raise FetchError(f"{dest}: cannot write the download ({exc.strerror or exc}); nothing was kept; free space "
+                         "or choose another folder") from None
     if size is not None and dest.stat().st_size != size:
         actual = dest.stat().st_size
         dest.unlink()
@@ -142,8 +152,51 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, si
     return dest
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
+def unreachable(exc: BaseException, url: str) -> tuple[str, str | None]:
+    """``(host, why)`` when ``exc`` (requests', urllib3's or the socket's, however deeply wrapped) means the
+    host of ``url`` could not be reached: its name did not resolve, the connection was refused or timed out;
+    ``why`` is None for any other failure (the host answered)."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    import requests
+
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    if parts.port:
+        host += f":{parts.port}"
+    if not isinstance(exc, (requests.ConnectionError, requests.ConnectTimeout, ConnectionError, socket.gaierror,
+                            TimeoutError)):
+        return host, None
+    # requests wraps urllib3's MaxRetryError, whose .reason wraps the socket's error; walk every link.
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror):
+            return host, "host name not resolved: no network, or a wrong host name"
+        if isinstance(e, ConnectionRefusedError):
+            return host, "connection refused"
+        if isinstance(e, (TimeoutError, requests.Timeout)) or "timed out" in type(e).__name__.lower():
+            return host, "connection timed out"
+        if isinstance(e, ssl.SSLError):
+            return host, "TLS handshake failed"
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+    return host, "connection failed"
+
+
+def _cut_off(exc: BaseException) -> str:
+    """A transfer that stopped early, said plainly; other errors by type and their first sentence."""
+    import requests
+
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return "the connection closed before the whole file came"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first.split(' (Caused by')[0]}" if first else type(exc).__name__
 
 
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
