@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
-           "download", "unreachable", "safe_extract", "FolderLock"]
+           "download", "url_exists", "unreachable", "safe_extract", "FolderLock"]
 
 
 def _umask_mode() -> int:
@@ -150,6 +150,30 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, si
         dest.unlink()
         raise FetchError(f"{url}: {actual} bytes, expected {size}; nothing was kept")
     return dest
+
+
+def url_exists(url: str, *, timeout: float = 30) -> bool:
+    """Whether ``url`` is there (a 2xx answer; only the headers are read). 404, 410 and 403 (what some object
+    stores answer for a missing key) are False; a host that cannot be reached is an Unreachable."""
+    import requests
+
+    from .errors import FetchError, Unreachable
+
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as answer:
+            if answer.status_code in (403, 404, 410):
+                return False
+            answer.raise_for_status()
+            return True
+    except requests.HTTPError as exc:
+        raise FetchError(f"{url}: the server answered HTTP {exc.response.status_code} {exc.response.reason}; check "
+                         "the URL") from None
+    except requests.RequestException as exc:
+        host, why = unreachable(exc, url)
+        if why:
+            raise Unreachable(f"{url}: could not reach {host} ({why}); check the network and retry", host=host,
+                              why=why) from None
+        raise FetchError(f"{url}: no answer ({_cut_off(exc)}); retry") from None
 
 
 def unreachable(exc: BaseException, url: str) -> tuple[str, str | None]:

@@ -2,7 +2,8 @@
 
 ``$CIRBENCH_DATA`` names the standard datasets; when it is unset and a ``shared/datasets`` folder sits
 beside the repository, that is used. Only tests that need a standard dataset read it (through the
-``data_root`` fixture), and they skip with one reason when it is absent.
+``data_root`` fixture), and they skip with one reason when a set is absent: the reason names the
+``cirbench datasets fetch`` command that fills the data root as the tests read it.
 """
 
 import os
@@ -30,10 +31,13 @@ def _single_thread():
 
 @pytest.fixture(scope="session")
 def data_root():
-    """The standard datasets' root; tests that need them skip when it is absent."""
+    """The standard datasets' root; tests that need them skip when a set is absent."""
+    from helpers import standard_data_problem
+
     root = os.environ.get("CIRBENCH_DATA")
-    if not root or not Path(root).is_dir():
-        pytest.skip("needs the standard datasets: set CIRBENCH_DATA")
+    problem = standard_data_problem(root)
+    if problem:
+        pytest.skip(problem)
     return Path(root)
 
 

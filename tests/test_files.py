@@ -97,3 +97,6 @@ def test_a_missing_file_says_what_the_server_answered(tmp_path, http_server):
     assert str(err.value) == (f"{http_server.url}/absent.pth: the server answered HTTP 404 File not found; nothing "
                               "was kept; check the URL")
     assert not isinstance(err.value, Unreachable)
+    assert not files.url_exists(f"{http_server.url}/absent.pth")
+    (http_server.root / "here.pth").write_bytes(b"x")
+    assert files.url_exists(f"{http_server.url}/here.pth")
