@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
                    "--protocol: an ad-hoc blind run on exactly those values)")
     r.add_argument("--models", help="comma-separated model names (default: the protocol's)")
     r.add_argument("--weights", help="weights file for a single --models entry")
-    common.add_filters(r, "(default: the protocol's; folder:PATH allowed; with --protocol, a subset of its)")
+    common.add_filters(r, "(default: the protocol's; with --protocol, a subset of its)", folders=True)
     r.add_argument("--data-root", help="data root (default: $CIRBENCH_DATA, else the user cache)")
     r.add_argument("--out", help="run folder (default: runs/PROTOCOL); rerun to resume")
     r.add_argument("--shard", help="K/N: evaluate the K-th of N image shards (merge with `cirbench merge`)")
@@ -27,8 +27,11 @@ def add_parser(sub) -> None:
     r.add_argument("--tile", type=int, help="tile size in pixels (default: whole image)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
     r.add_argument("--ensemble", choices=["none", "transpose"], help="self-ensemble")
-    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    r.add_argument("--channels-last", action="store_true")
+    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (default) or bf16 autocast (CUDA, or a CPU with native bf16); records name the "
+                        "setting with it, e.g. single+bf16, and means never mix the two")
+    r.add_argument("--channels-last", action="store_true",
+                   help="run networks in the channels-last memory format (a speed option, often faster on GPUs)")
     r.add_argument("--offline", action="store_true",
                    help="never download (as CIRBENCH_OFFLINE=1): missing weights are an error saying where to put them")
     r.add_argument("--no-profile", action="store_true",
