@@ -1,7 +1,8 @@
 """Shared test set-up: one torch thread (the machine is shared) and the evaluation data root.
 
-``$CIRBENCH_DATA`` names the standard datasets; when it is unset and a ``shared/datasets`` folder sits
-beside the repository, that is used. Only tests that need a standard dataset read it (through the
+``$CIRBENCH_DATA`` names the standard datasets; when it is unset, a ``shared/datasets`` folder beside the
+repository is used, else the data root ``cirbench datasets fetch`` fills by default (so fetching and then
+running the tests needs nothing set). Only tests that need a standard dataset read it (through the
 ``data_root`` fixture), and they skip with one reason when a set is absent: the reason names the
 ``cirbench datasets fetch`` command that fills the data root as the tests read it.
 """
@@ -12,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from cirbench.eval.datasets import data_root as _default_data_root
+
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-if not os.environ.get("CIRBENCH_DATA") and _SHARED_DATA.is_dir():
-    os.environ["CIRBENCH_DATA"] = str(_SHARED_DATA)  # set before test modules read it at import
+if not os.environ.get("CIRBENCH_DATA"):
+    for _root in (_SHARED_DATA, _default_data_root()):
+        if _root.is_dir():
+            os.environ["CIRBENCH_DATA"] = str(_root)  # set before test modules read it at import
+            break
 # Tests never download (the fetch tests serve their files from 127.0.0.1 and lift this themselves) and never
 # touch the user's cache.
 os.environ["CIRBENCH_OFFLINE"] = "1"

@@ -18,13 +18,13 @@ STANDARD_SETS = ("classic5", "live1", "live1_gray", "bsds500")
 def standard_data_problem(root: str | os.PathLike | None) -> str | None:
     """Why the tests that read the standard datasets cannot use ``root`` (the skip reason, naming the command
     that fixes it), or None when every set is there."""
-    from cirbench.eval.datasets import fetched
+    from cirbench.eval.datasets import data_root, fetched
 
     fix = "cirbench datasets fetch " + " ".join(STANDARD_SETS)
     how = "(add --from MIRROR to copy them from a mirror root laid out as the data root)"
     if not root:
-        return (f"needs the standard datasets: CIRBENCH_DATA is unset (and no ../shared/datasets); fill a data root "
-                f"with `{fix} --data-root DIR` {how} and set CIRBENCH_DATA=DIR")
+        return (f"needs the standard datasets: CIRBENCH_DATA is unset and {data_root()} does not exist; run "
+                f"`{fix}` {how}, or fill another data root with `{fix} --data-root DIR` and set CIRBENCH_DATA=DIR")
     if not Path(root).is_dir():
         return (f"needs the standard datasets: CIRBENCH_DATA={root} is not a folder; fill it with "
                 f"`{fix} --data-root {root}` {how}")

@@ -96,8 +96,8 @@ def test_the_tests_skip_reason_names_the_command_that_fills_the_data_root(tmp_pa
     from helpers import standard_data_problem
 
     fix = "cirbench datasets fetch classic5 live1 live1_gray bsds500"
-    assert "CIRBENCH_DATA is unset" in standard_data_problem(None) and f"`{fix} --data-root DIR`" in \
-        standard_data_problem(None) and "set CIRBENCH_DATA=DIR" in standard_data_problem(None)
+    unset = standard_data_problem(None)
+    assert "CIRBENCH_DATA is unset" in unset and f"`{fix}`" in unset and "set CIRBENCH_DATA=DIR" in unset
     assert f"`{fix} --data-root {tmp_path / 'nope'}`" in standard_data_problem(tmp_path / "nope")
     for sub, manifest in (("classic5", "classic5.tsv"), ("live1", "live1.tsv")):  # names are what is checked
         (tmp_path / sub).mkdir()
