@@ -119,10 +119,10 @@ def fetch_datasets(names: Iterable[str], root: str | os.PathLike | None = None, 
     if len(names) > 1 and (local.is_file() if local else bool(source) and _is_archive_url(source)):
         raise ConfigError(f"--from {source}: an archive holds one dataset, so name one; for several, give a mirror "
                           "root laid out as the data root (see `cirbench datasets fetch --help`)")
-    out, failed = [], []
+    out, failed, done_parts = [], [], set()
     for n in names:
         try:
-            out.append(fetch_dataset(n, root, source, log=log))
+            out.append(fetch_dataset(n, root, source, log=log, done=done_parts))
         except FetchError as exc:
             if len(names) == 1:
                 raise
@@ -137,10 +137,12 @@ def fetch_datasets(names: Iterable[str], root: str | os.PathLike | None = None, 
 
 
 def fetch_dataset(name: str, root: str | os.PathLike | None = None, source: str | None = None, *,
-                  log: Log = _stderr) -> Path:
+                  log: Log = _stderr, done: set[str] | None = None) -> Path:
     """Fetch dataset ``name`` into the data root (a gray variant fetches its colour set, and live1_gray also
     FBCNN's PNGs); returns the colour set's folder. ``source`` overrides where from: a mirror root laid out as
-    the data root, the set's own folder (URL or local) or an archive."""
+    the data root, the set's own folder (URL or local) or an archive. ``done``: folders this command has
+    already handled (live1 before live1_gray), skipped silently; the ones handled here are added."""
+    done = set() if done is None else done
     if name not in REGISTRY:
         raise ConfigError(f"unknown dataset {name!r}{closest(name, REGISTRY)}; known: {', '.join(REGISTRY)}")
     spec = REGISTRY[REGISTRY[name].gray_of or name]
@@ -151,7 +153,9 @@ def fetch_dataset(name: str, root: str | os.PathLike | None = None, source: str 
     root_dir = data_root(root)
     parts = _parts(name)
     for part in parts:
-        _fetch_part(name, part, root_dir, source, log)
+        if part.subdir not in done:
+            _fetch_part(name, part, root_dir, source, log)
+            done.add(part.subdir)
     return root_dir / parts[0].subdir
 
 

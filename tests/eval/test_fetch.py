@@ -190,7 +190,7 @@ def test_several_sets_from_a_mirror_root_url_then_skipped(tmp_path, http_server,
     _unmirror(http_server.root)  # the mirror is gone: a second fetch must download nothing
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.count("nothing to fetch") == 5, err  # live1 twice: as itself and under live1_gray
+    assert err.count("nothing to fetch") == 4, err  # classic5, live1 (once), FBCNN's gray PNGs, bsds500
 
 
 def test_a_local_mirror_root_serves_several_sets_and_a_partial_set_is_completed(tmp_path, data_root, capsys):
