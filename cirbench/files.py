@@ -185,6 +185,7 @@ def unreachable(exc: BaseException, url: str) -> tuple[str, str | None]:
     from urllib.parse import urlsplit
 
     import requests
+    import urllib3
 
     parts = urlsplit(url)
     host = parts.hostname or url
@@ -193,23 +194,23 @@ def unreachable(exc: BaseException, url: str) -> tuple[str, str | None]:
     if not isinstance(exc, (requests.ConnectionError, requests.ConnectTimeout, ConnectionError, socket.gaierror,
                             TimeoutError)):
         return host, None
-    # requests wraps urllib3's MaxRetryError, whose .reason wraps the socket's error; walk every link.
-    seen, todo = set(), [exc]
+    # requests wraps urllib3's MaxRetryError, whose .reason wraps the socket's error: gather every link, then
+    # name the most telling (urllib3's NewConnectionError is itself a timeout class, so the socket's error wins).
+    chain, todo = [], [exc]
     while todo:
         e = todo.pop()
-        if id(e) in seen:
+        if any(e is c for c in chain):
             continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror):
-            return host, "host name not resolved: no network, or a wrong host name"
-        if isinstance(e, ConnectionRefusedError):
-            return host, "connection refused"
-        if isinstance(e, (TimeoutError, requests.Timeout)) or "timed out" in type(e).__name__.lower():
-            return host, "connection timed out"
-        if isinstance(e, ssl.SSLError):
-            return host, "TLS handshake failed"
+        chain.append(e)
         todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
                  if isinstance(x, BaseException)]
+    if any(isinstance(e, urllib3.exceptions.ProtocolError) for e in chain):
+        return host, None  # connected, then the host hung up: it was reached
+    for kinds, why in ((socket.gaierror, "host name not resolved: no network, or a wrong host name"),
+                       (ConnectionRefusedError, "connection refused"), (ssl.SSLError, "TLS handshake failed"),
+                       ((TimeoutError, requests.Timeout), "connection timed out")):
+        if any(isinstance(e, kinds) for e in chain):
+            return host, why
     return host, "connection failed"
 
 
