@@ -116,6 +116,9 @@ def fetch_datasets(names: Iterable[str], root: str | os.PathLike | None = None, 
             why = "nothing to fetch (read from the installed scikit-image)" if n in REGISTRY else "unknown dataset"
             raise ConfigError(f"{n}: {why}{closest(n, known)}; datasets fetch takes: {', '.join(known)}")
     local = None if not source or _is_url(source) else Path(source).expanduser()
+    if local is not None and not local.exists():  # once, not once per set
+        raise FetchError(f"{local}: not found (--from takes a mirror root, a dataset's folder or an archive: a URL "
+                         "or a local path)")
     if len(names) > 1 and (local.is_file() if local else bool(source) and _is_archive_url(source)):
         raise ConfigError(f"--from {source}: an archive holds one dataset, so name one; for several, give a mirror "
                           "root laid out as the data root (see `cirbench datasets fetch --help`)")

@@ -216,6 +216,8 @@ def test_an_archive_holds_one_set(tmp_path, data_root):
     _bsds_archive(data_root, tmp_path / "BSR_bsds500.tgz")
     with pytest.raises(ConfigError, match="an archive holds one dataset"):
         fetch_datasets(["bsds500", "live1"], tmp_path / "root", str(tmp_path / "BSR_bsds500.tgz"))
+    with pytest.raises(FetchError, match="nope: not found"):  # said once, before any set
+        fetch_datasets(["bsds500", "live1"], tmp_path / "root", str(tmp_path / "nope"))
     assert not (tmp_path / "root").exists()
 
 
