@@ -4,7 +4,7 @@ the fix; the command line prints it and exits 2. Any other exception is a bug an
 from __future__ import annotations
 
 __all__ = ["CirbenchError", "ConfigError", "DatasetMissing", "ImageError", "RunError", "InvalidInputs",
-           "CheckpointError", "WeightsMissing", "FetchError"]
+           "CheckpointError", "WeightsMissing", "FetchError", "Unreachable"]
 
 
 class CirbenchError(Exception):
@@ -46,3 +46,12 @@ class WeightsMissing(CirbenchError, FileNotFoundError):
 
 class FetchError(CirbenchError):
     """A download or an archive was refused; nothing was left behind."""
+
+
+class Unreachable(FetchError):
+    """A download's host could not be reached (no network, a wrong host name, a closed port, a timeout); ``host``
+    and ``why`` let the caller say what to do instead."""
+
+    def __init__(self, message: str, *, host: str, why: str):
+        super().__init__(message)
+        self.host, self.why = host, why

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
-           "download", "safe_extract", "FolderLock"]
+           "download", "url_exists", "unreachable", "safe_extract", "FolderLock"]
 
 
 def _umask_mode() -> int:
@@ -114,13 +114,14 @@ def offline() -> bool:
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, size: int | None = None) -> Path:
     """Download ``url`` to ``dest`` through pooch: the bytes go to a temporary file beside ``dest`` and are
     moved into place only when their sha256 (and size, when given) match; otherwise nothing is left behind.
-    Returns ``dest``. A progress bar is shown on a terminal. Every failure is a one-line FetchError."""
+    Returns ``dest``. A progress bar is shown on a terminal. Every failure is a one-line FetchError; a host
+    that cannot be reached is an :class:`~cirbench.errors.Unreachable`, so callers can name the manual way."""
     import sys
 
     import pooch
     import requests
 
-    from .errors import FetchError
+    from .errors import FetchError, Unreachable
 
     dest = Path(dest)
     pooch.get_logger().setLevel("WARNING")  # our own lines say what is fetched
@@ -132,9 +133,18 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, si
         got = next(iter(_HEX64.findall(str(exc).replace(sha256 or "", ""))), "unknown")
         raise FetchError(f"{url}: sha256 mismatch, expected {sha256}, got {got}; nothing was kept "
                          "(the file at the URL changed, or the download was corrupted)") from None
-    except (requests.RequestException, OSError) as exc:
-        raise FetchError(f"{url}: download failed ({type(exc).__name__}: {_first_line(exc)}); nothing was kept; "
-                         "check the network or the URL and retry") from None
+    except requests.HTTPError as exc:
+        answer = f"HTTP {exc.response.status_code} {exc.response.reason}".strip()
+        raise FetchError(f"{url}: the server answered {answer}; nothing was kept; check the URL") from None
+    except requests.RequestException as exc:
+        host, why = unreachable(exc, url)
+        if why:
+            raise Unreachable(f"{url}: could not reach {host} ({why}); nothing was kept; check the network and "
+                              "retry", host=host, why=why) from None
+        raise FetchError(f"{url}: download failed ({_cut_off(exc)}); nothing was kept; retry") from None
+    except OSError as exc:
+        raise FetchError(f"{dest}: cannot write the download ({exc.strerror or exc}); nothing was kept; free space "
+                         "or choose another folder") from None
     if size is not None and dest.stat().st_size != size:
         actual = dest.stat().st_size
         dest.unlink()
@@ -142,8 +152,76 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, si
     return dest
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
+def url_exists(url: str, *, timeout: float = 30) -> bool:
+    """Whether ``url`` is there (a 2xx answer; only the headers are read). 404, 410 and 403 (what some object
+    stores answer for a missing key) are False; a host that cannot be reached is an Unreachable."""
+    import requests
+
+    from .errors import FetchError, Unreachable
+
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as answer:
+            if answer.status_code in (403, 404, 410):
+                return False
+            answer.raise_for_status()
+            return True
+    except requests.HTTPError as exc:
+        raise FetchError(f"{url}: the server answered HTTP {exc.response.status_code} {exc.response.reason}; check "
+                         "the URL") from None
+    except requests.RequestException as exc:
+        host, why = unreachable(exc, url)
+        if why:
+            raise Unreachable(f"{url}: could not reach {host} ({why}); check the network and retry", host=host,
+                              why=why) from None
+        raise FetchError(f"{url}: no answer ({_cut_off(exc)}); retry") from None
+
+
+def unreachable(exc: BaseException, url: str) -> tuple[str, str | None]:
+    """``(host, why)`` when ``exc`` (requests', urllib3's or the socket's, however deeply wrapped) means the
+    host of ``url`` could not be reached: its name did not resolve, the connection was refused or timed out;
+    ``why`` is None for any other failure (the host answered)."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    import requests
+    import urllib3
+
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    if parts.port:
+        host += f":{parts.port}"
+    if not isinstance(exc, (requests.ConnectionError, requests.ConnectTimeout, ConnectionError, socket.gaierror,
+                            TimeoutError)):
+        return host, None
+    # requests wraps urllib3's MaxRetryError, whose .reason wraps the socket's error: gather every link, then
+    # name the most telling (urllib3's NewConnectionError is itself a timeout class, so the socket's error wins).
+    chain, todo = [], [exc]
+    while todo:
+        e = todo.pop()
+        if any(e is c for c in chain):
+            continue
+        chain.append(e)
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+    if any(isinstance(e, urllib3.exceptions.ProtocolError) for e in chain):
+        return host, None  # connected, then the host hung up: it was reached
+    for kinds, why in ((socket.gaierror, "host name not resolved: no network, or a wrong host name"),
+                       (ConnectionRefusedError, "connection refused"), (ssl.SSLError, "TLS handshake failed"),
+                       ((TimeoutError, requests.Timeout), "connection timed out")):
+        if any(isinstance(e, kinds) for e in chain):
+            return host, why
+    return host, "connection failed"
+
+
+def _cut_off(exc: BaseException) -> str:
+    """A transfer that stopped early, said plainly; other errors by type and their first sentence."""
+    import requests
+
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return "the connection closed before the whole file came"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first.split(' (Caused by')[0]}" if first else type(exc).__name__
 
 
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")

@@ -1,8 +1,10 @@
 """Shared test set-up: one torch thread (the machine is shared) and the evaluation data root.
 
-``$CIRBENCH_DATA`` names the standard datasets; when it is unset and a ``shared/datasets`` folder sits
-beside the repository, that is used. Only tests that need a standard dataset read it (through the
-``data_root`` fixture), and they skip with one reason when it is absent.
+``$CIRBENCH_DATA`` names the standard datasets; when it is unset, a ``shared/datasets`` folder beside the
+repository is used, else the data root ``cirbench datasets fetch`` fills by default (so fetching and then
+running the tests needs nothing set). Only tests that need a standard dataset read it (through the
+``data_root`` fixture), and they skip with one reason when a set is absent: the reason names the
+``cirbench datasets fetch`` command that fills the data root as the tests read it.
 """
 
 import os
@@ -11,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from cirbench.eval.datasets import data_root as _default_data_root
+
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-if not os.environ.get("CIRBENCH_DATA") and _SHARED_DATA.is_dir():
-    os.environ["CIRBENCH_DATA"] = str(_SHARED_DATA)  # set before test modules read it at import
+if not os.environ.get("CIRBENCH_DATA"):
+    for _root in (_SHARED_DATA, _default_data_root()):
+        if _root.is_dir():
+            os.environ["CIRBENCH_DATA"] = str(_root)  # set before test modules read it at import
+            break
 # Tests never download (the fetch tests serve their files from 127.0.0.1 and lift this themselves) and never
 # touch the user's cache.
 os.environ["CIRBENCH_OFFLINE"] = "1"
@@ -30,10 +37,13 @@ def _single_thread():
 
 @pytest.fixture(scope="session")
 def data_root():
-    """The standard datasets' root; tests that need them skip when it is absent."""
+    """The standard datasets' root; tests that need them skip when a set is absent."""
+    from helpers import standard_data_problem
+
     root = os.environ.get("CIRBENCH_DATA")
-    if not root or not Path(root).is_dir():
-        pytest.skip("needs the standard datasets: set CIRBENCH_DATA")
+    problem = standard_data_problem(root)
+    if problem:
+        pytest.skip(problem)
     return Path(root)
 
 
@@ -74,3 +84,30 @@ def http_server(tmp_path):
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def closed_url():
+    """``http://127.0.0.1:PORT`` with nothing listening (the port was bound, then released): a host that cannot
+    be reached, without any network."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def no_dns(monkeypatch):
+    """Host names other than 127.0.0.1 and localhost do not resolve, as on a machine without a network."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

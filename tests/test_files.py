@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cirbench import files
-from cirbench.errors import RunError
+from cirbench.errors import FetchError, RunError, Unreachable
 from cirbench.files import FolderLock, atomic_write, dumps, loads
 
 
@@ -68,3 +68,35 @@ def test_a_killed_holder_s_lock_is_taken_over(tmp_path):
     start = time.perf_counter()
     with FolderLock(tmp_path, "run"):  # the kernel released the dead process's lock: taken over at once
         assert time.perf_counter() - start < 5
+
+
+# --- downloads: every failure is one line that says what happened ------------------------------------------
+
+
+def test_a_closed_port_is_an_unreachable_host(tmp_path, closed_url):
+    with pytest.raises(Unreachable) as err:
+        files.download(f"{closed_url}/w.pth", tmp_path / "w.pth")
+    host = closed_url.removeprefix("http://")
+    assert str(err.value) == (f"{closed_url}/w.pth: could not reach {host} (connection refused); nothing was kept; "
+                              "check the network and retry")
+    assert (err.value.host, err.value.why) == (host, "connection refused") and list(tmp_path.iterdir()) == []
+
+
+def test_no_network_is_a_host_name_not_resolved(tmp_path, no_dns):
+    """What an offline machine gets: urllib3's NameResolutionError, said in words, not cut mid-string."""
+    with pytest.raises(Unreachable) as err:
+        files.download("https://github.com/jiaxi-jiang/FBCNN/releases/download/v1.0/fbcnn_color.pth", tmp_path / "w")
+    msg = str(err.value)
+    assert "could not reach github.com (host name not resolved: no network, or a wrong host name)" in msg
+    assert "\n" not in msg and "Caused by" not in msg and "HTTPSConnection" not in msg
+
+
+def test_a_missing_file_says_what_the_server_answered(tmp_path, http_server):
+    with pytest.raises(FetchError) as err:
+        files.download(f"{http_server.url}/absent.pth", tmp_path / "w.pth")
+    assert str(err.value) == (f"{http_server.url}/absent.pth: the server answered HTTP 404 File not found; nothing "
+                              "was kept; check the URL")
+    assert not isinstance(err.value, Unreachable)
+    assert not files.url_exists(f"{http_server.url}/absent.pth")
+    (http_server.root / "here.pth").write_bytes(b"x")
+    assert files.url_exists(f"{http_server.url}/here.pth")

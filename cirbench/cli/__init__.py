@@ -8,27 +8,53 @@ interrupted. Any other exception is a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
+from collections.abc import Iterable
 
 from ..errors import CirbenchError
-from . import datasets, merge, metrics, models, protocols, records, regress, report, run, train
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-SUBCOMMANDS = (run, report, datasets, protocols, models, metrics, merge, records, train, regress)
+# Subcommand -> its one-line help, for ``cirbench --help``. A subcommand's module is imported only when that
+# subcommand runs: torch, numpy and pandas take seconds to import and --version and --help need none of them.
+COMMANDS = {
+    "run": "evaluate models on a protocol",
+    "report": "render tables and plots from run folders",
+    "datasets": "list, verify or fetch datasets",
+    "protocols": "list, show or validate protocols",
+    "models": "list model cards, show one's details or fetch weights",
+    "metrics": "list the metrics (direction, unit, spaces)",
+    "merge": "merge the records of shard runs into one run folder",
+    "records": "check run folders' records",
+    "train": "train a restoration network (PromptCIR two-stage recipe)",
+    "regress": "compare a run with a baseline of golden numbers (exit 0 ok, 1 regression, 2 error)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv``: the first word that is not a top-level option (none takes a value)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with the full options of ``commands`` (default: all); the other subcommands are
+    listed by name and help only, so their modules stay unimported."""
     from .. import __version__
 
+    full = set(COMMANDS if commands is None else commands)
     p = argparse.ArgumentParser(prog="cirbench", description="Benchmark and evaluation suite for blind "
                                 "compressed image restoration.")
     p.add_argument("--version", action="version", version=f"cirbench {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in SUBCOMMANDS:
-        module.add_parser(sub)
+    for name, text in COMMANDS.items():
+        if name in full:
+            importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=text)
     return p
 
 
@@ -44,8 +70,9 @@ def one_line(msg: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cirbench`` and ``python -m cirbench``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    args = build_parser([command] if command else []).parse_args(argv)
     if not args.debug:
         warnings.simplefilter("default")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"

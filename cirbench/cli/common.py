@@ -27,9 +27,11 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def add_filters(p, what: str, folders: bool = False) -> None:
-    """``--datasets`` and ``--qf``, as every subcommand that selects work spells them."""
-    p.add_argument("--datasets", help=f"comma-separated datasets {what}" + ("; folder:PATH allowed" if folders else ""))
+def add_filters(p, what: str, *, folders: bool = False) -> None:
+    """``--datasets`` and ``--qf``, as every subcommand that selects work spells them; ``folders``: the
+    subcommand also evaluates ``folder:PATH`` (a dataset, so only --datasets says so)."""
+    folder = "; folder:PATH evaluates any folder of images" if folders else ""
+    p.add_argument("--datasets", help=f"comma-separated datasets {what}{folder}")
     p.add_argument("--qf", help=f"comma-separated quality factors {what}")
 
 

@@ -7,8 +7,8 @@ import sys
 
 def add_parser(sub) -> None:
     mg = sub.add_parser("merge", help="merge the records of shard runs into one run folder")
-    mg.add_argument("runs", nargs="+")
-    mg.add_argument("--out", required=True)
+    mg.add_argument("runs", nargs="+", help="the shard runs' folders")
+    mg.add_argument("--out", required=True, help="the merged run's folder")
     mg.set_defaults(func=run)
 
 

@@ -9,9 +9,6 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..records import read_run_info
-from ..report import regress
-from ..report.regress import NEW, compare, load_baseline, make_baseline, render_rows, write_baseline
 from . import common
 
 
@@ -36,7 +33,8 @@ def run_baseline(protocol_name: str, models: list[str], datasets: list[str], qfs
 def add_parser(subparsers) -> None:
     r = subparsers.add_parser(
         "regress", help="compare a run with a baseline of golden numbers (exit 0 ok, 1 regression, 2 error)",
-        description=regress.__doc__.split("\n\n")[0])
+        description="Compare a run's mean metrics with a committed baseline of golden numbers "
+                    "(cirbench/report/regress.py describes the baseline file).")
     r.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
                    help="finished run to check (default: run the baseline's protocol now); with --update, "
                         "several runs of the same work measure the spread that sets the tolerances")
@@ -49,7 +47,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--protocol", help="--update without RUN_DIR: the protocol to run (default: the baseline's)")
     r.add_argument("--models", help="--update: comma-separated models (default: the baseline's, or all in RUN_DIR)")
     r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
-    r.add_argument("--device", default="cpu")
+    r.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     r.add_argument("--profile", action="store_true",
                    help="also measure each model's parameters, GFLOPs and peak memory (off: regress checks numbers)")
@@ -79,6 +77,8 @@ def _tolerances(items: list[str]) -> dict[str, float]:
 
 def run(args) -> int:
     """Compare (or, with --update, write) a baseline; returns the exit code."""
+    from ..records import read_run_info
+    from ..report.regress import NEW, compare, load_baseline, render_rows
     common.set_threads(args.threads)
     tol_override = _tolerances(args.tol)
     datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
@@ -122,6 +122,8 @@ def run(args) -> int:
 
 
 def _update(args, tol_override: dict, datasets, qfs) -> int:
+    from ..report.regress import load_baseline, make_baseline, write_baseline
+
     old = load_baseline(args.baseline) if Path(args.baseline).is_file() else None
     tolerance = {**(old or {}).get("tolerance", {}), **tol_override}
     note = args.note if args.note is not None else (old or {}).get("note", "")

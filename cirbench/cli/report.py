@@ -5,35 +5,38 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from ..metrics import SPACES
 from . import common
 
 
 def add_parser(sub) -> None:
     rp = sub.add_parser("report", help="render tables and plots from run folders")
-    rp.add_argument("runs", nargs="+")
-    rp.add_argument("--format", default="table", choices=["table", "md", "csv", "json", "latex", "html"])
+    rp.add_argument("runs", nargs="+", help="run folders (their records are read, nothing is re-run)")
+    rp.add_argument("--format", default="table", choices=["table", "md", "csv", "json", "latex", "html"],
+                    help="terminal table (default), md, latex, html (paper layout), or csv, json (every number)")
     rp.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
-    rp.add_argument("--space", default="y", choices=SPACES,
+    rp.add_argument("--space", default="y",
                     help="metric convention: y (default: rounded studio-range Y), y-float, y-full, rgb, gray")
     rp.add_argument("--metrics", help="comma-separated metrics to show (default: every metric the runs recorded; "
                     "the first is the one --ci compares and --plots draws)")
     common.add_filters(rp, "to show")
-    rp.add_argument("--models")
+    rp.add_argument("--models", help="comma-separated models to show, in this order (default: all)")
     rp.add_argument("--published", action="store_true",
                     help="add published rows beside ours (only beside numbers in their own metric space)")
     rp.add_argument("--conventions", action="store_true",
                     help="per colour dataset x QF, every metric convention the run recorded and its difference to y")
     rp.add_argument("--ci", action="store_true", help="paired bootstrap 95%% CI and sign test vs --reference")
-    rp.add_argument("--reference", default="jpeg")
+    rp.add_argument("--reference", default="jpeg", help="the model --ci and the difference plots compare to")
     rp.add_argument("--plots", help="write plots (PNG and PDF) to this folder (crops need --save-images runs)")
     rp.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..files import atomic_write
+    from ..metrics import SPACES
     from ..report import render
 
+    if args.space not in SPACES:
+        raise ConfigError(f"--space {args.space}: choose from {', '.join(SPACES)}")
     filters = dict(datasets=common.csv(args.datasets), qfs=common.qfs(args.qf), models=common.csv(args.models),
                    metrics=common.csv(args.metrics))
     kwargs = dict(space=args.space, published=args.published, ci=args.ci, reference=args.reference,

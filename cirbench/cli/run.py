@@ -28,8 +28,11 @@ def add_parser(sub) -> None:
     r.add_argument("--tile", type=int, help="tile size in pixels (default: whole image)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
     r.add_argument("--ensemble", choices=["none", "transpose"], help="self-ensemble")
-    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    r.add_argument("--channels-last", action="store_true")
+    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (default) or bf16 autocast (CUDA, or a CPU with native bf16); records name the "
+                        "setting with it, e.g. single+bf16, and means never mix the two")
+    r.add_argument("--channels-last", action="store_true",
+                   help="run networks in the channels-last memory format (a speed option, often faster on GPUs)")
     r.add_argument("--offline", action="store_true",
                    help="never download (as CIRBENCH_OFFLINE=1): missing weights are an error saying where to put them")
     r.add_argument("--no-profile", action="store_true",

@@ -7,6 +7,8 @@ The data root comes from ``--data-root``, else ``$CIRBENCH_DATA``, else the user
 
 Gray variants (``live1_gray``, ``bsds500_gray``, ``div2k_gray``) are computed by cirbench as the rounded
 BT.601 luma of the colour originals, which is how the FBCNN/KAIR family of papers made their gray sets.
+``cirbench datasets fetch live1_gray`` also puts FBCNN's own LIVE1_gray PNGs in ``live1_gray/`` (checked
+against ``live1_gray_fbcnn.tsv``): runs never read them, the tests check cirbench's luma against them.
 
 ``samples`` and ``samples_gray`` are natural photographs that scikit-image ships inside its wheel, read from
 the installed package (never copied): the offline default when no standard set is present. Colour:
@@ -26,18 +28,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from ..config import closest
 from ..errors import ConfigError, DatasetMissing
 from ..files import sha256_file
-from ..images import IMAGE_SUFFIXES, list_images, read_image
-from ..metrics import rgb_to_y
 
-__all__ = ["DatasetSpec", "Source", "Dataset", "DatasetMissing", "REGISTRY", "SAMPLES", "data_root",
-           "get_dataset", "verify", "read_manifest", "expected_files", "present", "folder_label"]
+if TYPE_CHECKING:
+    import numpy as np
+
+# The image readers and the luma (numpy, torch) are imported where used: `cirbench datasets fetch --help`
+# builds its text from this registry and must answer at once.
+
+__all__ = ["DatasetSpec", "Source", "Published", "Dataset", "DatasetMissing", "REGISTRY", "SAMPLES", "data_root",
+           "get_dataset", "verify", "verify_published", "read_manifest", "expected_files", "present", "fetched",
+           "folder_label"]
 
 _DATA = resources.files("cirbench") / "data"
 
@@ -54,6 +59,17 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Published:
+    """A paper's own copy of a gray set, fetched beside the colour set it is computed from so that cirbench's
+    luma can be checked against it; runs never read it."""
+
+    subdir: str
+    manifest: str
+    source: Source
+    description: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A named dataset: where it lives under the data root, how to check it and how to get it."""
 
@@ -66,6 +82,7 @@ class DatasetSpec:
     expected: tuple[str, ...] = ()  # file names, for sets with no checksummed manifest
     source: Source | None = None
     samples: tuple[str, ...] = ()  # scikit-image's bundled files (the samples sets)
+    published: Published | None = None  # fetched with the set, never evaluated
 
     @property
     def fetch_command(self) -> str:
@@ -87,7 +104,12 @@ REGISTRY: dict[str, DatasetSpec] = {
                                   "54d1831927506b3247e2d4d245abb4f4dab1a1cd/testsets/LIVE1_color/",
                                   where="github.com/jiaxi-jiang/FBCNN@54d1831 testsets/LIVE1_color")),
         DatasetSpec("live1_gray", "live1", False, "LIVE1 gray: rounded BT.601 luma of live1",
-                    manifest="live1.tsv", gray_of="live1"),
+                    manifest="live1.tsv", gray_of="live1",
+                    published=Published("live1_gray", "live1_gray_fbcnn.tsv",
+                                        Source("files", "https://raw.githubusercontent.com/jiaxi-jiang/FBCNN/"
+                                               "54d1831927506b3247e2d4d245abb4f4dab1a1cd/testsets/LIVE1_gray/",
+                                               where="github.com/jiaxi-jiang/FBCNN@54d1831 testsets/LIVE1_gray"),
+                                        "FBCNN's LIVE1_gray PNGs")),
         DatasetSpec("bsds500", "bsds500/test", True, "BSDS500 test split: 200 colour images",
                     manifest="bsds500.tsv",
                     source=Source("archive", "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
@@ -158,6 +180,9 @@ class Dataset:
     def load(self, path: Path, notes: list[str] | None = None) -> np.ndarray:
         """Read one file as the uint8 image the protocol evaluates (the read policy's warnings go to ``notes``
         when given, else they are warned)."""
+        from ..images import read_image
+        from ..metrics import rgb_to_y
+
         img = read_image(path, notes=notes)
         if self.gray and img.ndim == 3:
             img = rgb_to_y(img)
@@ -179,6 +204,8 @@ def _manifest_hash(spec: DatasetSpec) -> str | None:
 def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Resolve a dataset name (or ``folder:PATH``) to its files. Raises ``DatasetMissing`` naming the fetch
     command when its files are absent, and ``ConfigError`` for unknown names."""
+    from ..images import IMAGE_SUFFIXES, list_images
+
     if name.startswith("folder:"):
         folder = Path(name[len("folder:"):]).expanduser()
         if not folder.is_dir():
@@ -221,6 +248,16 @@ def present(name: str, root: str | os.PathLike | None = None) -> bool:
         return False
 
 
+def fetched(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether every file ``cirbench datasets fetch NAME`` puts in the data root is there (by name; ``verify``
+    checks the bytes): the colour set and, for live1_gray, FBCNN's PNGs."""
+    spec = REGISTRY[name]
+    if not present(name, root):
+        return False
+    pub = spec.published
+    return pub is None or all((data_root(root) / pub.subdir / n).is_file() for n in read_manifest(pub.manifest))
+
+
 @dataclass
 class VerifyReport:
     name: str
@@ -236,8 +273,20 @@ class VerifyReport:
         return not (self.missing or self.mismatched)
 
 
+def file_problem(path: Path, row: dict) -> str | None:
+    """How a present file differs from its manifest row (size, then sha256, where the row has them); None if
+    it matches."""
+    if row.get("bytes") and path.stat().st_size != int(row["bytes"]):
+        return f"{path.name}: {path.stat().st_size} bytes, expected {row['bytes']}"
+    if row.get("sha256") and sha256_file(path) != row["sha256"]:
+        return f"{path.name}: sha256 differs from the manifest"
+    return None
+
+
 def verify_files(folder: Path, manifest: dict[str, dict], rep: VerifyReport) -> VerifyReport:
     """Check the files of ``folder`` against manifest rows (size and sha256 where the row has them)."""
+    from ..images import list_images
+
     present_names = {p.name for p in list_images(folder)} if folder.is_dir() else set()
     rep.extra = sorted(present_names - set(manifest))
     for fname, row in manifest.items():
@@ -246,10 +295,9 @@ def verify_files(folder: Path, manifest: dict[str, dict], rep: VerifyReport) -> 
             rep.missing.append(fname)
             continue
         rep.checked += 1
-        if row.get("bytes") and p.stat().st_size != int(row["bytes"]):
-            rep.mismatched.append(f"{fname}: {p.stat().st_size} bytes, expected {row['bytes']}")
-        elif row.get("sha256") and sha256_file(p) != row["sha256"]:
-            rep.mismatched.append(f"{fname}: sha256 differs from the manifest")
+        problem = file_problem(p, row)
+        if problem:
+            rep.mismatched.append(problem)
     return rep
 
 
@@ -262,3 +310,12 @@ def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
     folder = data_root(root) / REGISTRY[spec.gray_of or name].subdir
     rep = VerifyReport(name, folder, note="" if spec.manifest else "no checksums known: names only")
     return verify_files(folder, expected_files(spec), rep)
+
+
+def verify_published(name: str, root: str | os.PathLike | None = None) -> VerifyReport | None:
+    """Check the paper's own copy fetched with ``name`` (FBCNN's LIVE1_gray PNGs); None when it has none."""
+    pub = REGISTRY[name].published
+    if pub is None:
+        return None
+    folder = data_root(root) / pub.subdir
+    return verify_files(folder, read_manifest(pub.manifest), VerifyReport(name, folder, note=pub.description))

@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import FetchError, WeightsMissing
-from ..files import download, offline, sha256_file
+from ..errors import FetchError, Unreachable, WeightsMissing
+from ..files import download, offline, sha256_file, unreachable
 from .cards import ModelCard, WeightFile
 
 __all__ = ["fetch_card", "missing_files"]
@@ -54,8 +54,12 @@ def _from_drive(card: ModelCard, files: list[WeightFile], log: Callable[[str], N
         try:
             gdown.download_folder(files[0].url, output=tmp, quiet=not sys.stderr.isatty())
         except Exception as exc:  # gdown raises its own types and requests' errors
-            raise FetchError(f"{files[0].url}: Google Drive download failed ({type(exc).__name__}: {exc}); "
-                             "nothing was kept") from None
+            host, why = unreachable(exc, files[0].url)
+            if why:
+                raise _unreachable(card, files, host, why) from None
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise FetchError(f"{files[0].url}: Google Drive download failed ({type(exc).__name__}: {first}); "
+                             f"nothing was kept; {_by_hand(card, files)}") from None
         got = {p.name: p for p in Path(tmp).rglob("*") if p.is_file()}
         staged = []
         for f in files:
@@ -75,13 +79,23 @@ def _report(card: ModelCard, f: WeightFile, digest: str, dest: Path, log: Callab
     log(f"{card.name}: {dest} sha256 {digest} ({known})")
 
 
+def _by_hand(card: ModelCard, files: list[WeightFile]) -> str:
+    """How to get ``files`` without cirbench downloading them."""
+    where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name)}" for f in files)
+    return f"put them in place by hand: {where} (or pass --weights PATH)"
+
+
+def _unreachable(card: ModelCard, files: list[WeightFile], host: str, why: str) -> WeightsMissing:
+    return WeightsMissing(f"model {card.name!r}: could not reach {host} ({why}); nothing was kept; check the network "
+                          f"and retry, or {_by_hand(card, files)}")
+
+
 def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[Path]:
     """Download every missing weight file of ``card`` into the cache; returns the card's weight paths."""
     todo = missing_files(card)
     if todo and offline():
-        where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name)}" for f in todo)
         raise WeightsMissing(f"model {card.name!r}: weights not found and downloads are off (--offline / "
-                             f"CIRBENCH_OFFLINE=1); put them in place by hand: {where} (or pass --weights PATH)")
+                             f"CIRBENCH_OFFLINE=1); {_by_hand(card, todo)}")
     no_url = [f.name for f in todo if not f.url]
     if no_url:
         raise WeightsMissing(f"model {card.name!r}: {', '.join(no_url)} not found and the card names no URL; "
@@ -92,6 +106,10 @@ def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(
     for f in todo:
         if _is_drive(f.url):
             continue
-        dest = download(f.url, card.cache_path(f.name), f.sha256 or None, size=f.size or None)
+        try:
+            dest = download(f.url, card.cache_path(f.name), f.sha256 or None, size=f.size or None)
+        except Unreachable as exc:
+            left = [g for g in missing_files(card) if not _is_drive(g.url)]  # those fetched before are kept
+            raise _unreachable(card, left, exc.host, exc.why) from None
         _report(card, f, sha256_file(dest), dest, log)
     return card.weight_paths()

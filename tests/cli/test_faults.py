@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,14 +139,16 @@ def test_weights_fetch_with_a_full_disk_leaves_nothing(tmp_path, monkeypatch, ht
 def test_dataset_fetch_into_an_existing_folder_is_all_or_nothing(tmp_path, monkeypatch, data_root):
     root = tmp_path / "root"
     shutil.copytree(data_root / "classic5", root / "classic5")
-    (root / "classic5" / "lena.bmp").write_bytes(b"damaged")  # a bad copy the fetch will replace
+    for name in ("lena.bmp", "peppers.bmp"):
+        (root / "classic5" / name).write_bytes(b"damaged")  # bad copies the fetch will replace
     before = {p.name: p.read_bytes() for p in (root / "classic5").iterdir()}
-    real, calls = os.replace, []
+    real, installed = os.replace, []
 
     def flaky(src, dst):
-        calls.append(dst)
-        if len(calls) == 9:  # after the staging moves, part-way through the files going into place
-            _enospc()
+        if Path(dst).parent == root / "classic5":
+            installed.append(dst)
+            if len(installed) == 2:  # one file is in place, the second fails: part-way through
+                _enospc()
         return real(src, dst)
 
     monkeypatch.setattr(dataset_fetch.os, "replace", flaky)

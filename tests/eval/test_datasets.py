@@ -92,6 +92,29 @@ def test_absent_sets_name_the_fetch_command(tmp_path):
         assert name in msg and str(tmp_path) in msg and f"cirbench datasets fetch {cmd}" in msg
 
 
+def test_the_tests_skip_reason_names_the_command_that_fills_the_data_root(tmp_path):
+    from helpers import standard_data_problem
+
+    fix = "cirbench datasets fetch classic5 live1 live1_gray bsds500"
+    unset = standard_data_problem(None)
+    assert "CIRBENCH_DATA is unset" in unset and f"`{fix}`" in unset and "set CIRBENCH_DATA=DIR" in unset
+    assert f"`{fix} --data-root {tmp_path / 'nope'}`" in standard_data_problem(tmp_path / "nope")
+    for sub, manifest in (("classic5", "classic5.tsv"), ("live1", "live1.tsv")):  # names are what is checked
+        (tmp_path / sub).mkdir()
+        for name in datasets.read_manifest(manifest):
+            (tmp_path / sub / name).touch()
+    reason = standard_data_problem(tmp_path)
+    assert f"lacks live1_gray, bsds500; get them with `cirbench datasets fetch live1_gray bsds500 --data-root " \
+           f"{tmp_path}`" in reason
+    (tmp_path / "live1_gray").mkdir()
+    for name in datasets.read_manifest("live1_gray_fbcnn.tsv"):
+        (tmp_path / "live1_gray" / name).touch()
+    (tmp_path / "bsds500" / "test").mkdir(parents=True)
+    for name in datasets.read_manifest("bsds500.tsv"):
+        (tmp_path / "bsds500" / "test" / name).touch()
+    assert standard_data_problem(tmp_path) is None
+
+
 def test_unknown_dataset_suggests():
     with pytest.raises(ConfigError, match="did you mean 'classic5'"):
         get_dataset("clasic5")

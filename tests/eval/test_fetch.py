@@ -10,12 +10,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import STANDARD_SETS, standard_data_problem
 from PIL import Image
 
 from cirbench.cli import main
-from cirbench.errors import FetchError
-from cirbench.eval.datasets import get_dataset, read_manifest, verify
-from cirbench.eval.fetch import fetch_dataset
+from cirbench.errors import ConfigError, FetchError
+from cirbench.eval.datasets import fetched, get_dataset, read_manifest, verify, verify_published
+from cirbench.eval.fetch import fetch_dataset, fetch_datasets
 
 
 def _tree(root):
@@ -54,12 +55,12 @@ def test_a_corrupt_file_leaves_the_data_root_unchanged(tmp_path, http_server, da
 
 
 def _bsds_archive(data_root, path, extra: dict | None = None):
+    """The official archive's layout, from the data root's bsds500/test (only what `datasets fetch` puts there)."""
+    readme = b"BSR: a file beside the images, as in the official archive\n"
     with tarfile.open(path, "w:gz") as tf:
         for p in sorted((data_root / "bsds500" / "test").glob("*.jpg")):
             tf.add(p, arcname=f"BSR/BSDS500/data/images/test/{p.name}")
-        tf.add(data_root / "bsds500" / "test" / "SOURCE.md" if (data_root / "bsds500" / "test" / "SOURCE.md").exists()
-               else data_root / "bsds500" / "SOURCE.md", arcname="BSR/README")
-        for name, data in (extra or {}).items():
+        for name, data in {"BSR/README": readme, **(extra or {})}.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
@@ -156,3 +157,100 @@ def test_list_names_the_command_for_each_absent_set(tmp_path, capsys):
     for name in ("classic5", "live1", "bsds500", "div2k"):
         assert f"cirbench datasets fetch {name}" in out
     assert "scikit-image" in out  # the samples are always there
+
+
+# --- mirrors: a root laid out as the data root, for several sets in one command ----------------------------
+
+LAYOUT = {"classic5": "classic5", "live1": "live1", "live1_gray": "live1_gray", "bsds500": "bsds500/test"}
+
+
+def _mirror(data_root, served, names=LAYOUT):
+    """``served`` laid out as the data root (links to the data root's folders: nothing is copied)."""
+    for name in names:
+        (served / LAYOUT[name]).parent.mkdir(parents=True, exist_ok=True)
+        (served / LAYOUT[name]).symlink_to(data_root / LAYOUT[name], target_is_directory=True)
+
+
+def _unmirror(served):
+    for sub in LAYOUT.values():
+        if (served / sub).is_symlink():
+            (served / sub).unlink()
+
+
+def test_several_sets_from_a_mirror_root_url_then_skipped(tmp_path, http_server, data_root, no_network, capsys):
+    _mirror(data_root, http_server.root)
+    root = tmp_path / "root"
+    args = ["datasets", "fetch", *STANDARD_SETS, "--data-root", str(root), "--from", f"{http_server.url}/"]
+    assert main(args) == 0
+    for name in ("classic5", "live1", "bsds500", "live1_gray"):
+        assert verify(name, root).ok
+    assert verify_published("live1_gray", root).ok and len(list((root / "live1_gray").glob("*.png"))) == 29
+    assert standard_data_problem(root) is None  # what the tests read is what fetch lays out
+    capsys.readouterr()
+    _unmirror(http_server.root)  # the mirror is gone: a second fetch must download nothing
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("nothing to fetch") == 4, err  # classic5, live1 (once), FBCNN's gray PNGs, bsds500
+
+
+def test_a_local_mirror_root_serves_several_sets_and_a_partial_set_is_completed(tmp_path, data_root, capsys):
+    root = tmp_path / "root"
+    assert main(["datasets", "fetch", "classic5,live1", "--data-root", str(root), "--from", str(data_root)]) == 0
+    assert verify("classic5", root).ok and verify("live1", root).ok and not fetched("live1_gray", root)
+    (root / "live1" / "bikes.bmp").unlink()
+    (root / "live1" / "parrots.bmp").write_bytes(b"damaged")
+    capsys.readouterr()
+    assert main(["datasets", "fetch", "live1", "--data-root", str(root), "--from", str(data_root)]) == 0
+    assert "live1: 2 files verified into" in capsys.readouterr().err and verify("live1", root).ok
+
+
+def test_an_archive_set_from_a_folder_url(tmp_path, http_server, data_root, no_network):
+    _mirror(data_root, http_server.root, ["bsds500"])
+    for n, src in enumerate((f"{http_server.url}/bsds500/test", f"{http_server.url}")):  # its folder; the root
+        root = tmp_path / f"root{n}"
+        fetch_dataset("bsds500", root, src, log=lambda m: None)
+        assert verify("bsds500", root).ok
+
+
+def test_an_archive_holds_one_set(tmp_path, data_root):
+    _bsds_archive(data_root, tmp_path / "BSR_bsds500.tgz")
+    with pytest.raises(ConfigError, match="an archive holds one dataset"):
+        fetch_datasets(["bsds500", "live1"], tmp_path / "root", str(tmp_path / "BSR_bsds500.tgz"))
+    with pytest.raises(FetchError, match="nope: not found"):  # said once, before any set
+        fetch_datasets(["bsds500", "live1"], tmp_path / "root", str(tmp_path / "nope"))
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_set_absent_from_the_mirror_is_named_and_the_others_kept(tmp_path, http_server, data_root, no_network,
+                                                                   capsys):
+    _mirror(data_root, http_server.root, ["classic5"])
+    root = tmp_path / "root"
+    assert main(["datasets", "fetch", "classic5", "live1", "--data-root", str(root), "--from", http_server.url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{http_server.url}/live1/bikes.bmp" in err[-2] and f"nor at {http_server.url}/bikes.bmp" in err[-2]
+    assert err[-1].startswith("cirbench: error: 1 of 2 datasets not fetched (live1); classic5 in place")
+    assert verify("classic5", root).ok and not (root / "live1").exists()
+
+
+# --- network failures: one line saying which host could not be reached and what to do instead ---------------
+
+
+def test_an_unreachable_mirror_is_one_clean_line(tmp_path, closed_url, no_network, capsys):
+    root = tmp_path / "root"
+    assert main(["datasets", "fetch", "classic5", "--data-root", str(root), "--from", closed_url]) == 2
+    err = capsys.readouterr().err.strip()
+    host = closed_url.removeprefix("http://")
+    assert err == (f"cirbench: error: classic5: could not reach {host} (connection refused); nothing was kept; "
+                   "check the network and the --from URL, and retry")
+    assert _tree(root) == []
+
+
+def test_no_network_names_the_manual_way(tmp_path, no_dns, no_network, capsys):
+    root = tmp_path / "root"
+    assert main(["datasets", "fetch", "live1", "--data-root", str(root)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("cirbench: error: live1: could not reach raw.githubusercontent.com (host name not resolved")
+    assert last.endswith("`cirbench datasets fetch live1 --from MIRROR_ARCHIVE_OR_FOLDER` (layout: `cirbench "
+                         "datasets fetch --help`)")
+    assert "Caused by" not in last and "Connection(" not in last
+    assert _tree(root) == []

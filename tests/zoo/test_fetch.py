@@ -102,6 +102,17 @@ def test_missing_url_404(env, http_server):
     assert _cache_files(env) == []
 
 
+def test_an_unreachable_host_is_one_line_with_the_manual_way(env, closed_url, capsys):
+    card(env, "tiny", f"{closed_url}/tiny.safetensors")
+    assert main(["models", "fetch", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    host = closed_url.removeprefix("http://")
+    assert err == (f"cirbench: error: model 'tiny': could not reach {host} (connection refused); nothing was kept; "
+                   f"check the network and retry, or put them in place by hand: {closed_url}/tiny.safetensors -> "
+                   f"{env / 'cache' / 'weights' / 'tiny.safetensors'} (or pass --weights PATH)")
+    assert _cache_files(env) == []
+
+
 def test_offline_says_where_to_put_the_file(env, http_server, monkeypatch, capsys):
     card(env, "tiny", f"{http_server.url}/tiny.safetensors")
     monkeypatch.setenv("CIRBENCH_OFFLINE", "1")
