@@ -8,6 +8,8 @@
 # 2. The full-size PromptCIR (official architecture, random weights: speed and memory do not depend on them) on every
 #    LIVE1 image at QF 10, whole-image forwards on one GPU, fp32 and bf16: seconds per image, peak GPU memory
 #    (torch.cuda.max_memory_allocated), and the largest bf16 - fp32 output difference.
+# 3. The metric stack on the GPU (issue 24): every LIVE1 image at QF 10 scored in all colour spaces with the batched
+#    tensor path on cuda and with the CPU path: the largest difference (must be <= 1e-6) and ms per image of each.
 # Logs, run folders and gpu-summary.json go under $OUT. The datasets must be on disk (a GPU machine may have no
 # network): $CIRBENCH_DATA, or the user cache filled by `cirbench datasets fetch classic5 live1`. Environment:
 # PYTHON (default python3, with torch+CUDA and cirbench's dependencies), QFS (default 10,40).
@@ -84,6 +86,24 @@ for precision in ("fp32", "bf16"):
                        "total_s": sum(times), "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20}
 full["bf16_vs_fp32_max_abs_diff_first_image"] = float((first_out["bf16"] - first_out["fp32"]).abs().max())
 summary["promptcir_full_live1_qf10"] = full
+
+from cirbench.metrics import image_metrics  # noqa: E402  (3. the metric stack on the GPU vs the CPU)
+
+pairs = [(ds.load(p), None) for _, p in ds]
+pairs = [(gt, jpeg.compress(gt, 10).pixels) for gt, _ in pairs]
+diff, t_gpu, t_cpu = 0.0, [], []
+for gt, jp in pairs:
+    t0 = time.perf_counter()
+    gpu = image_metrics(gt, jp, device="cuda")
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    cpu = image_metrics(gt, jp)
+    t_gpu.append(t1 - t0)
+    t_cpu.append(time.perf_counter() - t1)
+    diff = max(diff, max(abs(gpu[s][m] - cpu[s][m]) for s in cpu for m in cpu[s]))
+summary["metrics_cuda_vs_cpu_live1_qf10"] = {"images": len(pairs), "max_abs_diff": diff, "equal_1e-6": diff <= 1e-6,
+                                             "gpu_ms_median": 1e3 * statistics.median(t_gpu[1:] or t_gpu),
+                                             "cpu_ms_median": 1e3 * statistics.median(t_cpu)}
 (out / "gpu-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 print(json.dumps(summary, indent=2))
 EOF

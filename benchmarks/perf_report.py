@@ -17,7 +17,9 @@ measurement runs in a fresh subprocess, so each peak RSS (VmHWM) is its own and 
   ``--threads``: seconds, peak RSS, max |diff| of the outputs; bf16 (autocast, as ``cirbench run --precision
   bf16``) too where the CPU has native bf16. Without the anchor only cirbench's forward is measured.
 
-Then the metric-stack and harness-overhead figures of ``harness_report.py`` (``--goals metrics,harness``).
+Then the figures of ``harness_report.py``: the metric stack against FBCNN's own code and a NumPy + OpenCV
+reference (``--goals metrics``, ``--fbcnn-utils``), the overhead of ``cirbench run`` around the forward
+(``harness``), and released outputs scored through ``outputs:`` with each stage's share (``outputs``).
 ``--profile`` adds each forward's top operators (``torch.profiler``, from one more forward in the same process).
 """
 
@@ -354,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=_size, default=(480, 736), help="forward input HxW, multiples of 32 (480x736)")
     p.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure (1,2)")
     p.add_argument("--repeat", type=int, default=1, help="forwards per process; the best is reported (1)")
-    p.add_argument("--goals", default="speed,metrics,harness",
-                   help="comma-separated subset of speed,metrics,harness (default all)")
+    p.add_argument("--goals", default="speed,metrics,harness,outputs",
+                   help="comma-separated subset of speed,metrics,harness,outputs (default all)")
     p.add_argument("--json", "--out", dest="json", help="write the results as JSON here (a file, or a folder)")
     p.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="ROWS",
                    help="also print each forward's top operators (torch.profiler, one extra forward; 20 rows)")

@@ -1,9 +1,11 @@
 """``cirbench run``: dataset -> degrade -> model -> metrics -> records, resumable and sharded.
 
 Work is ordered dataset, image, degradation, model, so each image is read and compressed once
-for all models. Reading and JPEG run one image ahead in a background thread and metrics plus
-record writing run in another, so the model forward is rarely kept waiting (issue 7's harness
-overhead goal). Records are appended and fsynced per image; a restarted run skips what is done.
+for all models. Four stages overlap: reading and JPEG run ahead in a background thread, the model runs
+in the main thread, metrics (and saved images) in ``SCORERS`` threads (NumPy and OpenCV release the GIL),
+and records are written in order as each image's scores arrive. A run with a fast model (the JPEG input,
+released outputs) is bound by its slowest stage, not by their sum; :class:`RunSummary` keeps each stage's
+seconds. Records are appended and fsynced per image; a restarted run skips what is done.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class RunSummary:
     nonfinite: list[str] = field(default_factory=list)
     model_seconds: float = 0.0
     wall_seconds: float = 0.0
+    images: int = 0  # image x degradation x model forwards done by this run
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))  # busy seconds
+
+
+STAGES = ("read", "jpeg", "model", "score", "write")
+SCORERS = 2  # metric threads: two cores' worth, and a bound on the images waiting for scores
 
 
 def _program() -> str:
@@ -294,23 +302,30 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     def produce() -> Iterator[tuple[_Item, list[str]]]:
         cache: tuple[str, np.ndarray] | None = None
         for (ds, name, path, deg), todo in todo_work:
+            t0 = time.perf_counter()
             if cache is None or cache[0] != str(path) + str(ds.gray):
                 # notes are dropped: the preflight listed each file's warnings once
                 cache = (str(path) + str(ds.gray), ds.load(path, notes=[]))
+            t1 = time.perf_counter()
             comp, gt = deg.apply(cache[1])
+            summary.stages["read"] += t1 - t0
+            summary.stages["jpeg"] += time.perf_counter() - t1
             yield _Item(ds, name, gt, deg, comp), todo
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(work), initial=summary.skipped_done, disable=not show, desc=f"{protocol.name}",
                unit="img", file=sys.stderr)
-    pool = ThreadPoolExecutor(max_workers=1)  # metrics + writing, in order, beside the next forward
+    pool = ThreadPoolExecutor(max_workers=SCORERS)  # metrics beside the next forwards; written in order below
     pending_writes: list[Future] = []
+    # Scored where the model ran when every metric can compute there (the batched tensor path on a GPU).
+    metric_device = device if device != "cpu" and all(m.device == "any" for m in metrics) else None
 
-    def score(item: _Item, model: str, restored) -> None:
+    def score(item: _Item, model: str, restored) -> list[dict]:
+        start = time.perf_counter()
         if restored.nonfinite:
             summary.nonfinite.append(f"{model} {item.dataset.name}/{item.image} {item.degradation.name} "
                                      f"qf{item.degradation.qf}")
-        per_space = image_metrics(item.gt, restored.image, metrics=metrics)
+        per_space = image_metrics(item.gt, restored.image, metrics=metrics, device=metric_device)
         if save_images:
             _save_png(output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
                                         item.degradation.qf, item.image), restored.image)
@@ -323,6 +338,12 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
                  **vals, "seconds": round(restored.seconds, 6), "height": h, "width": w,
                  "sha256": item.compressed.sha256, "nonfinite": restored.nonfinite, **restored.extras}
                 for space, vals in per_space.items()]
+        summary.stages["score"] += time.perf_counter() - start
+        return recs
+
+    def write(future: Future) -> None:
+        recs = future.result()
+        start = time.perf_counter()
         try:
             writer.write(recs)
         except OSError as exc:
@@ -330,6 +351,7 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
             raise RunError(f"{writer.path}: cannot write records ({exc.strerror or exc}); {fix} and rerun the "
                            "same command to resume (the records written so far are kept)") from None
         summary.written += len(recs)
+        summary.stages["write"] += time.perf_counter() - start
 
     failed = True
     try:
@@ -337,24 +359,37 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
             for m in todo:
                 qf = item.degradation.qf if protocol.give_qf else None
                 extra = {"target": item.target} if getattr(models[m], "wants_target", False) else {}
+                start = time.perf_counter()
                 restored = models[m].restore(item.compressed.pixels, qf, **extra)
+                summary.stages["model"] += time.perf_counter() - start
                 summary.model_seconds += restored.seconds
+                summary.images += 1
                 pending_writes.append(pool.submit(score, item, m, restored))
-            while pending_writes and pending_writes[0].done():
-                pending_writes.pop(0).result()
+            # In submission order, so records.jsonl is the same file whatever the threads' timing; waiting
+            # for the oldest when many are queued bounds the images held in memory.
+            while pending_writes and (pending_writes[0].done() or len(pending_writes) > 2 * SCORERS):
+                write(pending_writes.pop(0))
             bar.update(1)
-        for f in pending_writes:
-            f.result()
+        while pending_writes:
+            write(pending_writes.pop(0))
         failed = False
     finally:
         pool.shutdown(wait=True)
+        if failed:  # keep what was scored before the stop (Ctrl-C, an error): a rerun resumes after it
+            try:
+                while pending_writes:
+                    write(pending_writes.pop(0))
+            except Exception:  # the error that stopped the run is the one to report
+                pass
         bar.close()
         summary.wall_seconds = time.perf_counter() - started
         try:
             writer.close()
             _update_run_json(out, {"finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                                    "timing": {"wall_seconds": round(summary.wall_seconds, 3),
-                                              "model_seconds": round(summary.model_seconds, 3)}})
+                                              "model_seconds": round(summary.model_seconds, 3),
+                                              "stage_seconds": {k: round(v, 3) for k, v in summary.stages.items()},
+                                              "scorers": SCORERS, "images": summary.images}})
         except OSError:
             if not failed:  # else the error that stopped the run (e.g. a full disk) is the one to report
                 raise

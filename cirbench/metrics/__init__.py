@@ -47,8 +47,9 @@ def _metrics(metrics: Sequence[Metric | str] | None) -> list[Metric]:
 
 
 def compute(gt: torch.Tensor, restored: torch.Tensor, space: str,
-            metrics: Sequence[Metric | str] | None = None) -> dict[str, torch.Tensor]:
-    """The metrics of a batch in one space; inputs (B,C,H,W) float64 on 0..255. Returns {name: (B,) tensor}."""
+            metrics: Sequence[Metric | str] | None = None, engine: str | None = None) -> dict[str, torch.Tensor]:
+    """The metrics of a batch in one space; inputs (B,C,H,W) float64 on 0..255, on any device. Returns
+    {name: (B,) tensor}. ``engine``: "numpy" (the CPU default) or "torch" (the batched path of other devices)."""
     if gt.shape != restored.shape:
         raise ValueError(f"shape mismatch: ground truth {tuple(gt.shape)} vs restored {tuple(restored.shape)}")
     if space not in SPACES:
@@ -57,22 +58,27 @@ def compute(gt: torch.Tensor, restored: torch.Tensor, space: str,
         raise ValueError(f"the {space!r} space needs RGB input")
     if space == "gray" and gt.shape[1] != 1:
         raise ValueError("the 'gray' space needs single-channel input")
-    pair = pairs(gt, restored, [space])[space]
+    pair = pairs(gt, restored, [space], engine)[space]
     return {m.name: torch.tensor(m.compute(pair), dtype=torch.float64) for m in _metrics(metrics)
             if space in m.spaces}
 
 
 def image_metrics(gt: np.ndarray, restored: np.ndarray, spaces: Iterable[str] | None = None,
-                  metrics: Sequence[Metric | str] | None = None) -> dict[str, dict[str, float]]:
+                  metrics: Sequence[Metric | str] | None = None,
+                  device: str | None = None) -> dict[str, dict[str, float]]:
     """Metrics of one uint8 image pair in every space that applies (:func:`spaces_of`), or in those of
-    ``spaces`` that apply: {space: {metric: value}}, each space holding the metrics that apply to it."""
+    ``spaces`` that apply: {space: {metric: value}}, each space holding the metrics that apply to it.
+    ``device`` (e.g. "cuda"): score there with the batched tensor path; by default, on the CPU with NumPy."""
     if gt.dtype != np.uint8 or restored.dtype != np.uint8:
         raise TypeError("metrics are computed on uint8-rounded images")
     if spaces is not None:
         unknown = [s for s in spaces if s not in SPACES]
         if unknown:
             raise ValueError(f"unknown metric spaces {unknown}; expected some of {SPACES}")
-    g, r = to_tensor(gt), to_tensor(restored)
     ms = _metrics(metrics)
-    by_space = pairs(g, r, SPACES if spaces is None else spaces)
+    wanted = SPACES if spaces is None else spaces
+    if device is None or device == "cpu":
+        by_space = pairs(gt, restored, wanted, scratch=True)  # planes reused image after image (this thread)
+    else:
+        by_space = pairs(to_tensor(gt).to(device), to_tensor(restored).to(device), wanted)
     return {space: {m.name: m.compute(pair)[0] for m in ms if space in m.spaces} for space, pair in by_space.items()}

@@ -331,3 +331,19 @@ def test_errors():
         ssim(_t(np.zeros((10, 30), np.uint8)), _t(np.zeros((10, 30), np.uint8)))
     with pytest.raises(TypeError, match="uint8"):
         metrics.image_metrics(np.zeros((16, 16)), np.zeros((16, 16)))
+
+
+@pytest.mark.parametrize("name", ["coffee", "camera", "crop100x75"])
+def test_torch_engine_equals_the_numpy_engine(pairs, name):
+    """The batched tensor path (what --device cuda scores with), run on the CPU in float64, gives the CPU path's
+    numbers: PSNR and SSIM to 1e-9, PSNR-B to 1e-6."""
+    gt, jp = pairs[name]
+    g, j = _t(gt), _t(jp)
+    for space in metrics.spaces_of(g.shape[1]):
+        fast, batched = metrics.compute(g, j, space), metrics.compute(g, j, space, engine="torch")
+        for m, tol in (("psnr", 1e-9), ("ssim", 1e-9), ("psnrb", 1e-6)):
+            assert float(fast[m][0]) == pytest.approx(float(batched[m][0]), abs=tol), (space, m)
+    fresh = metrics.image_metrics(gt, jp)  # the uint8 entry point builds its planes itself: the same numbers
+    for space, values in fresh.items():
+        for m, v in values.items():
+            assert v == float(metrics.compute(g, j, space)[m][0]), (space, m)
