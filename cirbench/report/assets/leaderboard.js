@@ -9,7 +9,6 @@
   var el = CB.el;
   var M = D.metrics;
   var EFF = D.efficiency;
-  var BUDGET = 24; /* numeric columns that fit a 1400-px window beside the method names */
   var MAX_PINS = 4;
   var rowsById = {};
   D.rows.forEach(function (r, i) { r.index = i; rowsById[r.id] = r; });
@@ -21,6 +20,7 @@
     .sort(function (a, b) { return Number(a) - Number(b); });
   var hasPublished = D.rows.some(function (r) { return r.kind === "published"; });
   var open = {}; /* row ids whose provenance drawer is open (not part of the URL) */
+  var narrow = false; /* the default view showed one metric because all of them did not fit the window */
   var state = read();
   var ui = {};
 
@@ -106,8 +106,7 @@
 
   function visibleMetrics(cols) {
     if (state.metric) return M.filter(function (m) { return state.metric.indexOf(m.name) >= 0; });
-    var eff = state.eff ? EFF.length : 0;
-    return cols.length * M.length + eff <= BUDGET ? M.slice() : [M[0]];
+    return narrow ? [M[0]] : M.slice();
   }
 
   function metricIndex(name) {
@@ -332,7 +331,7 @@
       var link = el("a", {href: c.page, class: "images-link", "data-testid": "images",
         title: "Every image of " + c.dataset + " " + c.label + ", with the compare slider",
         "aria-label": "Per-image results for " + c.dataset + " " + c.label, text: "images"});
-      r2.appendChild(el("th", {colspan: metrics.length, scope: "colgroup"}, [c.label + " ", link]));
+      r2.appendChild(el("th", {colspan: metrics.length, scope: "colgroup"}, [c.label, link]));
       metrics.forEach(function (m) {
         var key = c.id + "/" + m.name;
         r3.appendChild(sortHeader(key, m.label, c.dataset + " " + c.label + " " + m.label +
@@ -342,8 +341,10 @@
     if (state.eff) {
       r1.appendChild(el("th", {colspan: EFF.length, rowspan: 2, scope: "colgroup", text: "Efficiency"}));
       EFF.forEach(function (e) {
-        r3.appendChild(sortHeader("efficiency/" + e.key, e.label + (e.unit ? " (" + e.unit + ")" : ""), e.label,
-          false, "sort-efficiency"));
+        var th = sortHeader("efficiency/" + e.key, e.label + (e.unit ? " (" + e.unit + ")" : ""), e.label,
+          false, "sort-efficiency");
+        th.className = "eff-head";
+        r3.appendChild(th);
       });
     }
     [r1, r2, r3].forEach(function (r) { thead.appendChild(r); });
@@ -497,7 +498,17 @@
       text: "† sign test p < 0.05. Intervals: percentile bootstrap of the mean per-image difference (2000 resamples, seeded)."})]);
   }
 
+  /* Without a metric in the URL every metric is shown when the table fits its box, else the first one. */
   function render() {
+    narrow = false;
+    draw();
+    if (!state.metric && M.length > 1 && ui.box.scrollWidth > ui.box.clientWidth + 1) {
+      narrow = true;
+      draw();
+    }
+  }
+
+  function draw() {
     var cols = visibleColumns();
     var metrics = visibleMetrics(cols);
     syncControls(metrics);
@@ -528,14 +539,13 @@
   }
 
   function status(cols, metrics, shown) {
-    var all = visibleMetrics(cols).length;
     var text = shown.rows.length + " rows × " + cols.length * metrics.length + " numbers in " + state.space +
       " space, " + (state.protocol ? "protocol " + state.protocol : "all protocols") + ".";
     if (!state.metric && metrics.length < M.length) {
       text += " Showing " + metrics.map(function (m) { return m.label; }).join(", ") +
         " only so the table fits: tick more metrics or fewer datasets above.";
     }
-    if (all && state.sort) {
+    if (state.sort) {
       var key = parseKey(state.sort);
       if (key) text += " Sorted by " + state.sort + (state.rev ? ", worst first." : ", best first.");
     }
