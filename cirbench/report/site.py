@@ -394,21 +394,14 @@ def _image_pages(df: pd.DataFrame, board: dict, images: _Images, out: Path, titl
         if here.empty:
             continue
         stems = sorted(dict.fromkeys(here["image"]), key=_natural)
-        rows = [r for r in our_rows if ((here["model"] == r["model"]) & (here["setting"] == r["setting"])).any()]
-        values: dict[str, dict] = {}
-        spaces = []
-        for space in (s["name"] for s in board["spaces"]):
-            sel = select_space(here, space)
-            if sel.empty:
-                continue
-            spaces.append(space)
-            per = {}
-            for r in rows:
-                sub = sel[(sel["model"] == r["model"]) & (sel["setting"] == r["setting"])].set_index("image")
-                if sub.empty:
-                    continue
-                per[r["id"]] = [[_num(sub.at[i, m]) for m in names] if i in sub.index else None for i in stems]
-            values[space] = per
+        # The spaces the records have (a gray dataset: gray only), each image's numbers by (space, row, image).
+        spaces = [s for s in SPACES if s in set(here["space"])]
+        by = {(r.space, _row_id(r.model, r.setting), r.image): [_num(getattr(r, m)) for m in names]
+              for r in here.itertuples(index=False)}
+        present = {k[1] for k in by}
+        rows = [r for r in our_rows if r["id"] in present]
+        values = {s: {r["id"]: [by.get((s, r["id"], i)) for i in stems]
+                      for r in rows if any((s, r["id"], i) in by for i in stems)} for s in spaces}
         image_entries = []
         for stem in stems:
             entry = {"name": stem, "versions": {}}
@@ -425,11 +418,11 @@ def _image_pages(df: pd.DataFrame, board: dict, images: _Images, out: Path, titl
         rel = col["page"]
         siblings = [{"label": c["label"], "href": _relative(c["page"], rel), "current": c["page"] == rel}
                     for c in cols if c["dataset"] == d]
-        page_exports = _image_exports(here, rows, stems, metrics, spaces, rel, d, col["label"], out)
+        page_exports = _image_exports(by, rows, stems, metrics, spaces, rel, d, col["label"], out)
         data = {
             "dataset": d, "degradation": g, "qf": q, "label": col["label"],
             "metrics": metrics,
-            "spaces": [s for s in board["spaces"] if s["name"] in spaces],
+            "spaces": [{"name": s, "text": SPACE_TEXT.get(s, s)} for s in spaces],
             "default_space": "y" if "y" in spaces else spaces[0],
             "rows": [{"id": r["id"], "label": r["label"], "kind": r["kind"]} for r in rows],
             "baseline": BASELINE if any(r["model"] == BASELINE for r in rows) else None,
@@ -450,69 +443,65 @@ def _relative(target: str, page: str) -> str:
     return os.path.relpath(target, os.path.dirname(page) or ".").replace(os.sep, "/")
 
 
-def _image_exports(here, rows, stems, metrics, spaces, rel, dataset, label, out: Path) -> dict:
-    """CSV and JSON (every space, full precision) and LaTeX (the first space, the paper layout) of a page."""
+def _image_exports(by: dict, rows, stems, metrics, spaces, rel, dataset, label, out: Path) -> dict:
+    """CSV and JSON (every space, full precision, with the difference to the JPEG input) and LaTeX (the first
+    space, the paper layout) of a page."""
     names = [m["name"] for m in metrics]
     base = f"tables/images-{_slug(dataset)}-{Path(rel).stem}"
     long = []
     for space in spaces:
-        sel = select_space(here, space)
-        ref = sel[sel["model"] == BASELINE].set_index("image")
         for r in rows:
-            sub = sel[(sel["model"] == r["model"]) & (sel["setting"] == r["setting"])].set_index("image")
             for stem in stems:
-                if stem not in sub.index:
+                vals = by.get((space, r["id"], stem))
+                if vals is None:
                     continue
-                rec = {"image": stem, "model": r["model"], "setting": r["setting"], "space": sub.at[stem, "space"]}
-                for m in names:
-                    rec[m] = _num(sub.at[stem, m])
-                for m in names:
-                    if stem in ref.index:
-                        rec[f"d_{m}_to_{BASELINE}"] = _num(sub.at[stem, m] - ref.at[stem, m])
-                    else:
-                        rec[f"d_{m}_to_{BASELINE}"] = None
+                ref = by.get((space, BASELINE, stem))
+                rec = {"image": stem, "model": r["model"], "setting": r["setting"], "space": space}
+                rec.update(zip(names, vals, strict=True))
+                for m, v, w in zip(names, vals, ref or [None] * len(names), strict=True):
+                    ok = isinstance(v, float) and isinstance(w, float)
+                    rec[f"d_{m}_to_{BASELINE}"] = _num(v - w) if ok else None
                 long.append(rec)
     frame = pd.DataFrame(long)
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
     _write_text(out / f"{base}.csv", buf.getvalue())
-    _write_text(out / f"{base}.json", json.dumps({"dataset": dataset, "degradation": label, "results": long},
-                                                 indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    _write_text(out / f"{base}.tex", _image_latex(frame, rows, stems, metrics, spaces[0], dataset, label))
+    head = json.dumps({"dataset": dataset, "degradation": label}, ensure_ascii=False)[:-1]
+    lines = ",\n".join(json.dumps(r, ensure_ascii=False, allow_nan=False) for r in long)
+    _write_text(out / f"{base}.json", f'{head}, "results": [\n{lines}\n]}}\n')  # one image per line
+    _write_text(out / f"{base}.tex", _image_latex(by, rows, stems, metrics, spaces[0], dataset, label))
     return {"csv": _relative(f"{base}.csv", rel), "json": _relative(f"{base}.json", rel),
             "latex": _relative(f"{base}.tex", rel)}
 
 
-def _image_latex(frame, rows, stems, metrics, space, dataset, label) -> str:
-    """Per-image table in the paper layout (one column per model, best and second marked), through the
-    report's LaTeX renderer."""
-    from .render import _latex
-    from .tables import _ranks
+def _float(v):
+    return None if v is None else float(v)  # "inf" from _num back to a float
 
-    names = [m["name"] for m in metrics]
-    sel = frame[frame["space"].isin(["gray", space] if space in ("y", "y-float", "y-full") else [space])]
-    by = {(r.image, r.model, r.setting): r for r in sel.itertuples(index=False)}
+
+def _image_latex(by: dict, rows, stems, metrics, space, dataset, label) -> str:
+    """Per-image table in the paper layout (one column per model, best and second marked among our models),
+    through the report's LaTeX renderer."""
+    from .render import _latex
+    from .tables import _fmt, _ranks
+
     t = Table(f"{dataset} {label}: per-image " + " / ".join(m["label"] for m in metrics) + f" ({space})",
               "Image", [""] * len(rows), [r["label"] for r in rows])
-    ranked = [r for r in rows if r["kind"] == "ours"]
     for stem in stems:
         styles = {}
         for i, m in enumerate(metrics):
-            vals = {r["id"]: getattr(by[(stem, r["model"], r["setting"])], names[i])
-                    for r in ranked if (stem, r["model"], r["setting"]) in by}
-            if not m["higher_is_better"]:
-                vals = {k: -v for k, v in vals.items() if v is not None}
-            for k, s in _ranks({k: v for k, v in vals.items() if v is not None}, m["decimals"]).items():
-                styles[(k, i)] = s
+            sign = 1 if m["higher_is_better"] else -1  # _ranks marks the highest
+            vals = {r["id"]: sign * _float(v[i]) for r in rows if r["kind"] == "ours"
+                    and (v := by.get((space, r["id"], stem))) is not None and v[i] is not None}
+            for k, style in _ranks(vals, m["decimals"]).items():
+                styles[(k, i)] = style
         cells = []
         for r in rows:
-            rec = by.get((stem, r["model"], r["setting"]))
-            cells.append([Part("–" if rec is None or getattr(rec, n) is None else
-                               f"{getattr(rec, n):.{metrics[i]['decimals']}f}", styles.get((r["id"], i), ""))
-                          for i, n in enumerate(names)])
+            v = by.get((space, r["id"], stem))
+            cells.append([Part(_fmt(_float(v[i]) if v else None, m["decimals"]), styles.get((r["id"], i), ""))
+                          for i, m in enumerate(metrics)])
         t.rows.append((stem, cells))
     caption = (f"Per-image {' / '.join(m['label'] for m in metrics)} on {dataset} {label} ({space}); best in "
-               f"bold, second underlined, among the models (the JPEG input is not ranked).")
+               "bold, second underlined, among our models (the JPEG input is not ranked).")
     return _latex([t], caption, [])
 
 
