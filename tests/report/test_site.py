@@ -381,6 +381,11 @@ def test_keyboard_sorting_and_page_width(browser, site):
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     box = _css(browser, ".table-box")[0]
     assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", box)
+    assert "To fit the window: PSNR only" in _css(browser, "[data-testid=status]")[0].text
+    _open(browser, site / "index.html", "?metric=psnr,ssim,psnrb&eff=1")  # wider than the window, as asked:
+    assert len({c.get_attribute("data-metric") for c in _css(browser, "[data-testid=cell]")}) == 3
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")  # the box scrolls
+    _open(browser, site / "index.html")
     _css(browser, '[data-testid=sort][data-key="live1/20/psnr"]')[0].send_keys(Keys.ENTER)
     _wait(browser, lambda: _query(browser).get("sort") == "live1/20/psnr")
     _css(browser, "[data-testid=theme]")[0].click()

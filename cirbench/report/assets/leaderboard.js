@@ -1,8 +1,10 @@
 /* cirbench site: the leaderboard. Every number was computed at build time (cirbench report's code) and is
    inline in the page; this script only filters, sorts, marks and draws. The view lives in the URL query, so
    a copied link opens the same view:
-     space, protocol, dataset, qf, metric, q (search), complete=1, published=0, eff=0, pinned=1,
-     pin (up to 4 row ids), sort (DATASET/QF/METRIC or efficiency/KEY, best first), rev=1 (worst first). */
+     space, protocol (a name or "all"), dataset, qf, metric, q (search), complete=1, published=0, eff=0|1,
+     pinned=1, pin (up to 4 row ids), sort (DATASET/QF/METRIC or efficiency/KEY, best first), rev=1 (worst first).
+   Metric, protocol and efficiency columns the URL does not set are chosen so the table fits the window:
+   every metric, else the first; all protocols, else the first; efficiency columns, else none. */
 (function () {
   "use strict";
   var D = CB.data();
@@ -20,7 +22,7 @@
     .sort(function (a, b) { return Number(a) - Number(b); });
   var hasPublished = D.rows.some(function (r) { return r.kind === "published"; });
   var open = {}; /* row ids whose provenance drawer is open (not part of the URL) */
-  var narrow = false; /* the default view showed one metric because all of them did not fit the window */
+  var level = 0; /* how far the view narrowed what the URL leaves open, to fit the window (see render) */
   var state = read();
   var ui = {};
 
@@ -35,18 +37,18 @@
   function read() {
     var q = new URLSearchParams(location.search);
     var space = q.get("space");
-    var protocol = q.get("protocol") || "";
+    var protocol = q.get("protocol");
     var sort = q.get("sort") || "";
     return {
       space: spaceNames.indexOf(space) >= 0 ? space : D.default_space,
-      protocol: D.protocols.indexOf(protocol) >= 0 ? protocol : "",
+      protocol: protocol === "all" || D.protocols.indexOf(protocol) >= 0 ? protocol : null,
       dataset: CB.readList(q, "dataset"),
       qf: CB.readList(q, "qf"),
       metric: CB.readList(q, "metric"),
       q: q.get("q") || "",
       complete: q.get("complete") === "1",
       published: q.get("published") !== "0",
-      eff: q.get("eff") !== "0",
+      eff: q.get("eff") === "0" ? false : q.get("eff") === "1" ? true : null,
       pinnedOnly: q.get("pinned") === "1",
       pin: (CB.readList(q, "pin") || []).filter(function (id) { return rowsById[id]; }).slice(0, MAX_PINS),
       sort: sort,
@@ -64,7 +66,7 @@
       ["q", state.q],
       ["complete", state.complete ? "1" : null],
       ["published", state.published ? null : "0"],
-      ["eff", state.eff ? null : "0"],
+      ["eff", state.eff === null ? null : state.eff ? "1" : "0"],
       ["pinned", state.pinnedOnly ? "1" : null],
       ["pin", state.pin.join(",")],
       ["sort", state.sort],
@@ -84,9 +86,20 @@
     return (D.cells[state.space] || {})[rowId] || null;
   }
 
+  /* The protocol shown ("all" for every one), the efficiency columns and the metrics: the URL's, or narrowed. */
+  function protocol() {
+    if (state.protocol !== null) return state.protocol;
+    return level >= 2 && D.protocols.length > 1 ? D.protocols[0] : "all";
+  }
+
+  function showEff() {
+    return state.eff !== null ? state.eff : level < 3;
+  }
+
   function protocolOk(cell) {
-    if (!state.protocol || !cell.p) return true; /* published numbers belong to no protocol of ours */
-    return cell.p.indexOf(D.protocols.indexOf(state.protocol)) >= 0;
+    var p = protocol();
+    if (p === "all" || !cell.p) return true; /* published numbers belong to no protocol of ours */
+    return cell.p.indexOf(D.protocols.indexOf(p)) >= 0;
   }
 
   function cellAt(row, colId) {
@@ -106,7 +119,7 @@
 
   function visibleMetrics(cols) {
     if (state.metric) return M.filter(function (m) { return state.metric.indexOf(m.name) >= 0; });
-    return narrow ? [M[0]] : M.slice();
+    return level >= 1 ? [M[0]] : M.slice();
   }
 
   function metricIndex(name) {
@@ -204,7 +217,7 @@
       input.addEventListener("change", function () {
         var on = inputs.filter(function (i) { return i.checked; }).map(function (i) { return i.value; });
         var change = {};
-        change[name] = on.length === options.length ? null : on;
+        change[name] = on;
         update(change);
       });
       box.appendChild(el("label", {}, [input, " " + (labelOf ? labelOf(o) : o)]));
@@ -235,7 +248,7 @@
     ui.space = select("Space", "space", D.spaces.map(function (s) { return [s.name, s.name]; }), state.space,
       function (v) { update({space: v}); });
     ui.protocol = select("Protocol", "protocol",
-      [["", "all"]].concat(D.protocols.map(function (p) { return [p, p]; })), state.protocol,
+      [["all", "all"]].concat(D.protocols.map(function (p) { return [p, p]; })), protocol(),
       function (v) { update({protocol: v}); });
     ui.dataset = checkGroup("Datasets", "dataset", datasets);
     ui.qf = checkGroup("QF", "qf", qfs);
@@ -253,8 +266,8 @@
     var reset = el("button", {type: "button", "data-testid": "reset", text: "Reset view"});
     reset.addEventListener("click", function () {
       open = {};
-      update({space: D.default_space, protocol: "", dataset: null, qf: null, metric: null, q: "", complete: false,
-        published: true, eff: true, pinnedOnly: false, pin: [], sort: "", rev: false});
+      update({space: D.default_space, protocol: null, dataset: null, qf: null, metric: null, q: "", complete: false,
+        published: true, eff: null, pinnedOnly: false, pin: [], sort: "", rev: false});
       ui.search.value = "";
     });
     var copy = el("button", {type: "button", "data-testid": "copy-link", text: "Copy link to this view"});
@@ -284,13 +297,13 @@
 
   function syncControls(metrics) {
     ui.space.input.value = state.space;
-    ui.protocol.input.value = state.protocol;
+    ui.protocol.input.value = protocol();
     ui.dataset.sync(state.dataset);
     ui.qf.sync(state.qf);
     ui.metric.sync(metrics.map(function (m) { return m.name; }));
     ui.complete.input.checked = state.complete;
     ui.published.input.checked = state.published;
-    ui.eff.input.checked = state.eff;
+    ui.eff.input.checked = showEff();
     ui.pinnedOnly.input.checked = state.pinnedOnly;
     if (document.activeElement !== ui.search) ui.search.value = state.q;
   }
@@ -338,7 +351,7 @@
           (m.unit ? " (" + m.unit + ")" : ""), m.higher_is_better, "sort"));
       });
     });
-    if (state.eff) {
+    if (showEff()) {
       r1.appendChild(el("th", {colspan: EFF.length, rowspan: 2, scope: "colgroup", text: "Efficiency"}));
       EFF.forEach(function (e) {
         var th = sortHeader("efficiency/" + e.key, e.label + (e.unit ? " (" + e.unit + ")" : ""), e.label,
@@ -498,14 +511,14 @@
       text: "† sign test p < 0.05. Intervals: percentile bootstrap of the mean per-image difference (2000 resamples, seeded)."})]);
   }
 
-  /* Without a metric in the URL every metric is shown when the table fits its box, else the first one. */
+  /* What the URL leaves open narrows step by step until the table fits its box: one metric, one protocol, no
+     efficiency columns. A view the user chose keeps its width (the box then scrolls, never the page). */
   function render() {
-    narrow = false;
-    draw();
-    if (!state.metric && M.length > 1 && ui.box.scrollWidth > ui.box.clientWidth + 1) {
-      narrow = true;
+    for (level = 0; level <= 3; level++) {
       draw();
+      if (ui.box.scrollWidth <= ui.box.clientWidth + 1) break;
     }
+    level = Math.min(level, 3);
   }
 
   function draw() {
@@ -514,7 +527,7 @@
     syncControls(metrics);
     var shown = visibleRows(cols, metrics);
     var marks = ranks(cols, metrics);
-    var width = 1 + cols.length * metrics.length + (state.eff ? EFF.length : 0);
+    var width = 1 + cols.length * metrics.length + (showEff() ? EFF.length : 0);
     var table = el("table", {class: "board", "data-testid": "leaderboard"});
     table.appendChild(el("caption", {class: "sr", text: "Leaderboard, " + state.space + " space"}));
     table.appendChild(header(cols, metrics));
@@ -526,7 +539,7 @@
       cols.forEach(function (c) {
         metrics.forEach(function (m) { tr.appendChild(scoreCell(r, c, m, marks)); });
       });
-      if (state.eff) effCells(r).forEach(function (td) { tr.appendChild(td); });
+      if (showEff()) effCells(r).forEach(function (td) { tr.appendChild(td); });
       body.appendChild(tr);
       if (open[r.id]) body.appendChild(drawer(r, cols, metrics, width));
     });
@@ -540,11 +553,12 @@
 
   function status(cols, metrics, shown) {
     var text = shown.rows.length + " rows × " + cols.length * metrics.length + " numbers in " + state.space +
-      " space, " + (state.protocol ? "protocol " + state.protocol : "all protocols") + ".";
-    if (!state.metric && metrics.length < M.length) {
-      text += " Showing " + metrics.map(function (m) { return m.label; }).join(", ") +
-        " only so the table fits: tick more metrics or fewer datasets above.";
-    }
+      " space, " + (protocol() === "all" ? "all protocols" : "protocol " + protocol()) + ".";
+    var fit = [];
+    if (!state.metric && metrics.length < M.length) fit.push(metrics[0].label + " only");
+    if (state.protocol === null && protocol() !== "all") fit.push("protocol " + protocol() + " only");
+    if (state.eff === null && !showEff()) fit.push("no efficiency columns");
+    if (fit.length) text += " To fit the window: " + fit.join(", ") + "; choose more above.";
     if (state.sort) {
       var key = parseKey(state.sort);
       if (key) text += " Sorted by " + state.sort + (state.rev ? ", worst first." : ", best first.");
@@ -578,7 +592,7 @@
       cols.forEach(function (c) {
         metrics.forEach(function (m) { head.push(c.id + "/" + m.name); });
       });
-      if (state.eff) EFF.forEach(function (e) { head.push(e.key); });
+      if (showEff()) EFF.forEach(function (e) { head.push(e.key); });
       var lines = [head];
       rows.forEach(function (r) {
         var line = [r.model, r.setting, r.kind === "published" ? "yes" : ""];
@@ -588,7 +602,7 @@
             line.push(v === null ? "" : String(v));
           });
         });
-        if (state.eff) EFF.forEach(function (e) {
+        if (showEff()) EFF.forEach(function (e) {
           var v = r.efficiency ? CB.num(r.efficiency[e.key]) : null;
           line.push(v === null ? "" : String(v));
         });
