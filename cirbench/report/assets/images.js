@@ -261,7 +261,8 @@
         update({image: im.name, b: x.r.kind === "ours" ? x.r.id : state.b});
       });
       var tr = el("tr", {"data-testid": "image-row", "data-image": im.name, "data-model": x.r.id,
-        class: im.name === state.image ? "selected" : null}, [el("td", {class: "name img-name"}, [pick]),
+        class: im.name === state.image ? "selected" : null, "aria-current": im.name === state.image ? "true" : null},
+        [el("td", {class: "name img-name"}, [pick]),
         el("td", {style: null, class: "model", text: x.r.label})]);
       groups.forEach(function (g) {
         g[2].forEach(function (m) {

@@ -514,14 +514,16 @@
   /* What the URL leaves open narrows step by step until the table fits its box: one metric, one protocol, no
      efficiency columns. A view the user chose keeps its width (the box then scrolls, never the page). */
   function render() {
+    /* drawers left closed while measuring: a drawer's text wraps to any width and must not narrow the view */
     for (level = 0; level <= 3; level++) {
-      draw();
+      draw(false);
       if (ui.box.scrollWidth <= ui.box.clientWidth + 1) break;
     }
     level = Math.min(level, 3);
+    if (Object.keys(open).length) draw(true);
   }
 
-  function draw() {
+  function draw(drawers) {
     var cols = visibleColumns();
     var metrics = visibleMetrics(cols);
     syncControls(metrics);
@@ -541,7 +543,7 @@
       });
       if (showEff()) effCells(r).forEach(function (td) { tr.appendChild(td); });
       body.appendChild(tr);
-      if (open[r.id]) body.appendChild(drawer(r, cols, metrics, width));
+      if (drawers && open[r.id]) body.appendChild(drawer(r, cols, metrics, width));
     });
     table.appendChild(body);
     ui.box.replaceChildren(cols.length ? table : el("p", {class: "note",
