@@ -457,6 +457,28 @@ def test_per_image_page_compare_and_worst(browser, site):
     assert len(gains) == 3 and gains == sorted(gains)
     worst = _css(browser, "[data-testid=image-row]")[0].get_attribute("data-image")
     assert _css(browser, "[data-testid=compare-image]")[0].get_attribute("value") == worst
+    browser.get(browser.current_url)  # the shared view: same lines, same image in the widget
+    _wait(browser, lambda: _css(browser, "[data-testid=compare-image]"))
+    assert [r.get_attribute("data-image") for r in _css(browser, "[data-testid=image-row]")][0] == worst
+    assert _css(browser, "[data-testid=compare-image]")[0].get_attribute("value") == worst
+    # Keyboard: the viewport zooms with + and pans with the arrows; full screen and back.
+    viewport = _css(browser, "[data-testid=viewport]")[0]
+    def scale():
+        img = _css(browser, "[data-testid=compare-img-a]")[0]
+        return browser.execute_script("return new DOMMatrix(getComputedStyle(arguments[0]).transform).a", img)
+
+    before = scale()
+    viewport.send_keys("+")
+    assert scale() > before
+    _css(browser, "[data-testid=fullscreen]")[0].click()
+    _wait(browser, lambda: browser.execute_script("return document.fullscreenElement !== null"))
+    assert browser.execute_script("return document.fullscreenElement.dataset.testid") == "compare"
+    browser.execute_script("document.exitFullscreen()")
+    # Sorting the table by a header: SSIM, best first.
+    _css(browser, '[data-testid=image-sort][data-key="m:ssim"]')[0].click()
+    ssim = [float(c.get_attribute("data-value")) for c in _css(browser, "[data-testid=image-cell][data-kind=m]"
+                                                                        "[data-metric=ssim]")]
+    assert ssim == sorted(ssim, reverse=True)
 
 
 @browser_test
