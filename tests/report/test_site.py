@@ -173,6 +173,23 @@ def test_pages_images_and_no_network(site):
             assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", text), p
 
 
+def test_double_jpeg_columns_and_pages(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(SMALL, run)
+    lines = (run / "records.jsonl").read_text().splitlines()
+    double = [json.dumps({**json.loads(x), "degradation": "double-q30-s4x4"}) for x in lines
+              if json.loads(x)["dataset"] == "classic5"]
+    (run / "records.jsonl").write_text("\n".join(lines + double) + "\n")
+    build_site([run], tmp_path / "site", published=True, published_path=LIT)
+    data = _data(tmp_path / "site" / "index.html")
+    col = next(c for c in data["columns"] if c["id"] == "classic5/double-q30-s4x4:10")
+    assert col["label"] == "QF 30→10 s4,4" and col["qf"] == 10
+    assert (tmp_path / "site" / col["page"]).is_file()
+    # FBCNN's published double-JPEG row sits in that column only.
+    assert data["cells"]["y"]["FBCNN [1]"] == {"classic5/double-q30-s4x4:10": {"v": [29.46, 0.82, 29.11],
+                                                                               "space": "gray"}}
+
+
 def test_metric_direction_from_run_json():
     assert _metric_spec("psnr", {}) == {"name": "psnr", "label": "PSNR", "unit": "dB", "decimals": 2,
                                         "higher_is_better": True}
