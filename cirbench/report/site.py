@@ -185,21 +185,81 @@ def _efficiency(df: pd.DataFrame, models_info: dict, model: str, setting: str) -
     }
 
 
+def _merged(infos: dict[str, dict]) -> tuple[dict, dict]:
+    """Each model's run.json entry merged over the runs, and each dataset's announced number of images."""
+    models: dict = {}
+    announced: dict[str, int] = {}
+    for info in infos.values():
+        for name, m in (info.get("models") or {}).items():
+            models.setdefault(name, {}).update({k: v for k, v in (m or {}).items() if v is not None})
+        for ds, d in (info.get("datasets") or {}).items():
+            announced[ds] = max(announced.get(ds, 0), (d or {}).get("images") or 0)
+    return models, announced
+
+
+def _our_row(df: pd.DataFrame, model: str, setting: str, models_info: dict, infos: dict[str, dict]) -> dict:
+    """A row of ours: its label, kind, efficiency and provenance (one entry per run that gave it numbers)."""
+    runs = list(infos)
+    used = sorted(set(df.loc[(df["model"] == model) & (df["setting"] == setting), "run"]), key=runs.index)
+    entry = models_info.get(model) or {}
+    return {
+        "id": _row_id(model, setting), "model": model, "setting": setting, "label": _row_label(model, setting),
+        "kind": "baseline" if model == BASELINE else "ours",
+        "efficiency": _efficiency(df, models_info, model, setting),
+        "model_info": {k: entry.get(k) for k in ("description", "weights", "weights_sha256", "setting", "card")},
+        "runs": [_run_provenance(r, infos[r]) for r in used],
+    }
+
+
+def _our_cells(sel: pd.DataFrame, agg: pd.DataFrame, names: list[str], proto_of_run: dict, reference: str) -> dict:
+    """row id -> column id -> {v: means, n: images, p: protocols, ci: per metric (mean, lo, hi, p, n)}."""
+    protos: dict[tuple, set] = {}  # which protocols' runs gave each mean (a filter on the page)
+    for key, run in zip(zip(*(sel[k] for k in GROUP), strict=True), sel["run"], strict=True):
+        protos.setdefault(key, set()).add(proto_of_run[run])
+    cis = {m: {tuple(r[: len(GROUP)]): r for r in comparisons(sel, reference, m).itertuples(index=False)}
+           for m in names}
+    out: dict[str, dict] = {}
+    for r in agg.itertuples(index=False):
+        key = (r.model, r.setting, r.dataset, r.degradation, r.qf, r.space)
+        ci = {m: [_num(c.diff_psnr), _num(c.ci_lo), _num(c.ci_hi), _num(c.p_sign), int(c.n_pairs)]
+              for m in names if (c := cis[m].get(key)) is not None and c.n_pairs}
+        out.setdefault(_row_id(r.model, r.setting), {})[f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"] = {
+            "v": [_num(getattr(r, m)) for m in names],
+            "n": int(r.n_images),
+            "p": sorted(protos.get(key, ())),
+            **({"ci": ci} if ci else {}),
+        }
+    return out
+
+
+def _published_cells(pub: pd.DataFrame, names: list[str], rows: dict, sources: list[str], cells: dict) -> None:
+    """Add the published rows placed beside a view's columns to ``rows`` and ``cells`` (sources numbered in
+    the order first met)."""
+    for r in pub.itertuples(index=False):
+        if r.source not in sources:
+            sources.append(r.source)
+        n = sources.index(r.source) + 1
+        per_qf = r.per_qf_model == "yes"
+        rid = f"{r.model} [{n}]" + (" per-QF" if per_qf else "")
+        row = rows.setdefault(rid, {
+            "id": rid, "model": r.model, "setting": "published",
+            "label": f"{r.model} (published [{n}]{', per-QF' if per_qf else ''})",
+            "kind": "published", "source": n, "per_qf": per_qf, "spaces": [],
+        })
+        if r.space not in row["spaces"]:
+            row["spaces"].append(r.space)
+        vals = [_num(getattr(r, m)) if m in pub.columns else None for m in names]
+        if any(v is not None for v in vals):
+            cells.setdefault(rid, {})[f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"] = {"v": vals, "space": r.space}
+
+
 def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], *, published: bool,
                  published_path, reference: str) -> dict:
+    """The leaderboard's data: per metric space (a view), every row's means per column, with published rows."""
     names = [m["name"] for m in metrics]
-    runs = list(infos)
-    protocols = list(dict.fromkeys(_protocol_label(infos[r]) for r in runs))
-    proto_of_run = {r: protocols.index(_protocol_label(infos[r])) for r in runs}
-    models_info: dict = {}
-    for r in runs:
-        for name, m in (infos[r].get("models") or {}).items():
-            models_info.setdefault(name, {}).update({k: v for k, v in (m or {}).items() if v is not None})
-    announced: dict[str, int] = {}
-    for r in runs:
-        for ds, d in (infos[r].get("datasets") or {}).items():
-            announced[ds] = max(announced.get(ds, 0), (d or {}).get("images") or 0)
-
+    protocols = list(dict.fromkeys(_protocol_label(i) for i in infos.values()))
+    proto_of_run = {r: protocols.index(_protocol_label(i)) for r, i in infos.items()}
+    models_info, announced = _merged(infos)
     columns: dict[str, dict] = {}
     rows: dict[str, dict] = {}
     cells: dict[str, dict] = {}
@@ -209,11 +269,6 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], 
     for space in views:
         sel = select_space(df, space)
         agg = aggregate(sel)
-        protos: dict[tuple, set] = {}  # which protocols' runs gave each mean (a filter on the page)
-        for key, run in zip(zip(*(sel[k] for k in GROUP), strict=True), sel["run"], strict=True):
-            protos.setdefault(key, set()).add(proto_of_run[run])
-        cis = {m: {tuple(r[: len(GROUP)]): r for r in comparisons(sel, reference, m).itertuples(index=False)}
-               for m in names}
         cols = columns_of(agg, None)
         for d, g, q, _ in cols:
             cid = f"{d}/{_qf_token(g, q)}"
@@ -222,63 +277,13 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], 
                 "label": Degradation.from_name(g, int(q)).label, "page": _page_path(d, g, q),
                 "images": announced.get(d) or None,
             })
-        space_cells: dict[str, dict] = {}
         for model, setting in row_keys_of(agg, None):
-            rid = _row_id(model, setting)
-            if rid not in rows:
-                used = sorted(set(df.loc[(df["model"] == model) & (df["setting"] == setting), "run"]), key=runs.index)
-                entry = models_info.get(model) or {}
-                rows[rid] = {
-                    "id": rid, "model": model, "setting": setting, "label": _row_label(model, setting),
-                    "kind": "baseline" if model == BASELINE else "ours",
-                    "efficiency": _efficiency(df, models_info, model, setting),
-                    "model_info": {
-                        "description": entry.get("description"),
-                        "weights": entry.get("weights"),
-                        "weights_sha256": entry.get("weights_sha256"),
-                        "setting": entry.get("setting"),
-                        "card": entry.get("card"),
-                    },
-                    "runs": [_run_provenance(r, infos[r]) for r in used],
-                }
-        for r in agg.itertuples(index=False):
-            key = (r.model, r.setting, r.dataset, r.degradation, r.qf, r.space)
-            cid = f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"
-            ci = {}
-            for m in names:
-                c = cis[m].get(key)
-                if c is not None and c.n_pairs:
-                    ci[m] = [_num(c.diff_psnr), _num(c.ci_lo), _num(c.ci_hi), _num(c.p_sign), int(c.n_pairs)]
-            space_cells.setdefault(_row_id(r.model, r.setting), {})[cid] = {
-                "v": [_num(getattr(r, m)) for m in names],
-                "n": int(r.n_images),
-                "p": sorted(protos.get(key, ())),
-                **({"ci": ci} if ci else {}),
-            }
+            if _row_id(model, setting) not in rows:
+                rows[_row_id(model, setting)] = _our_row(df, model, setting, models_info, infos)
+        cells[space] = _our_cells(sel, agg, names, proto_of_run, reference)
         if published:
-            pub, pub_notes = published_rows(published_path, cols)
-            notes[space] = pub_notes
-            for r in pub.itertuples(index=False):
-                if r.source not in sources:
-                    sources.append(r.source)
-                n = sources.index(r.source) + 1
-                per_qf = r.per_qf_model == "yes"
-                rid = f"{r.model} [{n}]" + (" per-QF" if per_qf else "")
-                rows.setdefault(rid, {
-                    "id": rid, "model": r.model, "setting": "published",
-                    "label": f"{r.model} (published [{n}]{', per-QF' if per_qf else ''})",
-                    "kind": "published", "source": n, "per_qf": per_qf, "spaces": [],
-                })
-                if r.space not in rows[rid]["spaces"]:
-                    rows[rid]["spaces"].append(r.space)
-                vals = [_num(getattr(r, m)) if m in pub.columns else None for m in names]
-                if all(v is None for v in vals):
-                    continue
-                space_cells.setdefault(rid, {})[f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"] = {
-                    "v": vals, "space": r.space}
-        cells[space] = space_cells
-    exports = {s: {fmt: f"tables/leaderboard-{_slug(s)}.{ext}" for fmt, ext in
-                   (("csv", "csv"), ("json", "json"), ("latex", "tex"))} for s in views}
+            pub, notes[space] = published_rows(published_path, cols)
+            _published_cells(pub, names, rows, sources, cells[space])
     return {
         "metrics": metrics,
         "efficiency": [{"key": k, "label": lab, "unit": u, "decimals": d} for k, lab, u, d in EFFICIENCY],
@@ -291,7 +296,8 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], 
         "sources": sources,
         "notes": notes,
         "reference": reference,
-        "exports": exports,
+        "exports": {s: {fmt: f"tables/leaderboard-{_slug(s)}.{ext}" for fmt, ext in
+                        (("csv", "csv"), ("json", "json"), ("latex", "tex"))} for s in views},
     }
 
 
