@@ -405,6 +405,13 @@ def test_keyboard_sorting_and_page_width(browser, site):
     _open(browser, site / "index.html")
     _css(browser, '[data-testid=sort][data-key="live1/20/psnr"]')[0].send_keys(Keys.ENTER)
     _wait(browser, lambda: _query(browser).get("sort") == "live1/20/psnr")
+    focused = browser.switch_to.active_element  # the redrawn header keeps the focus: Enter again reverses
+    assert focused.get_attribute("data-key") == "live1/20/psnr"
+    focused.send_keys(Keys.ENTER)
+    _wait(browser, lambda: _query(browser).get("rev") == "1")
+    focused = browser.switch_to.active_element
+    focused.send_keys(Keys.TAB)  # on to the next header
+    assert browser.switch_to.active_element.get_attribute("data-testid") in ("sort", "sort-efficiency")
     _css(browser, "[data-testid=theme]")[0].click()
     assert browser.execute_script("return document.documentElement.dataset.theme") == "light"
     _css(browser, "[data-testid=theme]")[0].click()

@@ -124,6 +124,25 @@
     return b;
   }
 
+  /* Redraws replace elements: run fn, then give the focus back to the element that plays the same part
+     (same data-testid and data-key, in the same row), so keyboard users keep their place. */
+  function rowOf(e) {
+    var row = e.closest("[data-row-id], [data-image]");
+    return row ? (row.getAttribute("data-row-id") || row.getAttribute("data-image") + "|" + row.getAttribute("data-model")) : "";
+  }
+
+  function keepFocus(fn) {
+    var a = document.activeElement;
+    var testid = a && a !== document.body ? a.getAttribute("data-testid") : null;
+    var key = testid ? a.getAttribute("data-key") : null, row = testid ? rowOf(a) : "";
+    fn();
+    if (!testid || document.activeElement !== document.body) return;
+    var found = [].slice.call(document.querySelectorAll("[data-testid=\"" + testid + "\"]")).filter(function (e) {
+      return e.getAttribute("data-key") === key && rowOf(e) === row;
+    })[0];
+    if (found) found.focus();
+  }
+
   window.CB = {data: data, num: num, fmt: fmt, signed: signed, el: el, readList: readList, writeQuery: writeQuery,
-    download: download, csv: csv, themeButton: themeButton};
+    download: download, csv: csv, themeButton: themeButton, keepFocus: keepFocus};
 })();

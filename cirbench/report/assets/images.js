@@ -61,8 +61,10 @@
   function update(change, keepCompare) {
     Object.keys(change).forEach(function (key) { state[key] = change[key]; });
     write();
-    renderTable();
-    if (!keepCompare) renderCompare();
+    CB.keepFocus(function () {
+      renderTable();
+      if (!keepCompare) renderCompare();
+    });
   }
 
   /* ---------------------------------------------------------------- numbers */
@@ -466,9 +468,9 @@
     var strip = el("div", {class: "strip", "data-testid": "strip"});
     ids.forEach(function (id) {
       var setA = el("button", {type: "button", text: "left", "aria-label": "Show " + labelOf(id) + " on the left",
-        "aria-pressed": id === a ? "true" : "false"});
+        "aria-pressed": id === a ? "true" : "false", "data-testid": "set-a", "data-key": id});
       var setB = el("button", {type: "button", text: "right", "aria-label": "Show " + labelOf(id) + " on the right",
-        "aria-pressed": id === b ? "true" : "false"});
+        "aria-pressed": id === b ? "true" : "false", "data-testid": "set-b", "data-key": id});
       setA.addEventListener("click", function () { update({a: id}); });
       setB.addEventListener("click", function () { update({b: id}); });
       strip.appendChild(el("figure", {"data-version": id}, [

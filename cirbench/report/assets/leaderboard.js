@@ -77,7 +77,7 @@
   function update(change) {
     Object.keys(change).forEach(function (k) { state[k] = change[k]; });
     write();
-    render();
+    CB.keepFocus(render);
   }
 
   /* ---------------------------------------------------------------- what the view shows */
@@ -393,7 +393,7 @@
     details.addEventListener("click", function () {
       if (open[r.id]) delete open[r.id];
       else open[r.id] = true;
-      render();
+      CB.keepFocus(render);
     });
     var tags = [];
     if (r.kind === "baseline") tags.push(el("span", {class: "tag", title: "The JPEG input itself: shown, never ranked",
