@@ -353,16 +353,19 @@ class _Images:
         """(crop path, thumbnail path, window) of the ground truth, relative to the site root."""
         from PIL import Image
 
+        base = f"img/{_slug(dataset)}/{_slug(degradation)}"
+        stem = _slug(Path(image).stem)
+        crop = f"{base}/gt/{stem}.png"
+        thumb = f"{base}/thumb/{stem}.png"
+        key = (dataset, degradation, image)
+        if key in self.windows:  # made for another QF of the same degradation: one ground truth for all
+            return crop, thumb, self.windows[key]
         src = self.gt(dataset, degradation, image)
         if src is None:
             return None
         with Image.open(src) as im:
             gt = np.asarray(im).copy()
         y, x, h, w = self.window(dataset, degradation, image, gt)
-        base = f"img/{_slug(dataset)}/{_slug(degradation)}"
-        stem = _slug(Path(image).stem)
-        crop = f"{base}/gt/{stem}.png"
-        thumb = f"{base}/thumb/{stem}.png"
         if not (self.root / crop).exists():
             self._write(crop, gt[y : y + h, x : x + w])
             th = max(1, round(gt.shape[1] * THUMB_HEIGHT / gt.shape[0]))
@@ -389,6 +392,8 @@ def _natural(text: str):
 
 
 def _image_pages(df: pd.DataFrame, board: dict, images: _Images, out: Path, title: str) -> list[str]:
+    """One page per leaderboard column (dataset x degradation x QF): every image's numbers for every model of
+    ours, the crops of the images the runs saved, and the page's exports. Returns the pages written."""
     metrics = board["metrics"]
     names = [m["name"] for m in metrics]
     our_rows = [r for r in board["rows"] if r["kind"] != "published"]
