@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..eval.records import GROUP, KEY, RECORDS_FILE, gt_image_path, output_image_path, read_records, read_run_info
 from ..jpeg import Degradation
-from ..metrics import SPACES
-from .aggregate import BASELINE, METRICS, aggregate, comparisons, select_space
+from ..metrics import SPACES, Metric
+from ..records import GROUP, KEY, RECORDS_FILE, gt_image_path, output_image_path, read_records, read_run_info
+from .aggregate import BASELINE, aggregate, comparisons, metric_specs, select_space
 from .plots import _window
 from .tables import SPACE_TEXT, Part, Table, columns_of, published_rows, row_keys_of
 
@@ -42,12 +42,6 @@ __all__ = ["build_site", "SiteSummary", "MARKER"]
 MARKER = ".cirbench-site"  # names a folder this command may replace
 ASSETS = ("site.css", "common.js", "leaderboard.js", "images.js")
 THUMB_HEIGHT = 48
-# Fallback until run.json carries a ``metrics`` table: the three metrics every record has.
-_FALLBACK = {
-    "psnr": {"label": "PSNR", "unit": "dB", "decimals": 2, "higher_is_better": True},
-    "ssim": {"label": "SSIM", "unit": "", "decimals": 4, "higher_is_better": True},
-    "psnrb": {"label": "PSNR-B", "unit": "dB", "decimals": 2, "higher_is_better": True},
-}
 EFFICIENCY = (  # key, header, unit, decimals; all lower-is-better
     ("params", "Params", "M", 2),
     ("gflops", "GFLOPs@256", "", 1),
@@ -56,15 +50,10 @@ EFFICIENCY = (  # key, header, unit, decimals; all lower-is-better
 )
 
 
-def _metric_spec(name: str, run_info: dict) -> dict:
-    """Label, unit, decimals and direction of a metric: run.json's ``metrics`` entry when the run has one,
-    else the built-in PSNR / SSIM / PSNR-B conventions. The one place the site learns a metric's direction."""
-    entry = (run_info.get("metrics") or {}).get(name)
-    base = dict(_FALLBACK.get(name, {"label": name, "unit": "", "decimals": 4, "higher_is_better": True}))
-    if isinstance(entry, dict):
-        base.update({k: entry[k] for k in ("label", "unit", "decimals", "higher_is_better") if k in entry})
-    return {"name": name, "label": str(base["label"]), "unit": str(base["unit"] or ""),
-            "decimals": int(base["decimals"]), "higher_is_better": bool(base["higher_is_better"])}
+def _metric_data(spec: Metric) -> dict:
+    """What the pages need of a metric's spec (cirbench.metrics): label, unit, decimals and direction."""
+    return {"name": spec.name, "label": spec.label, "unit": spec.unit, "decimals": int(spec.decimals),
+            "higher_is_better": bool(spec.higher_is_better)}
 
 
 @dataclass(frozen=True)
@@ -211,17 +200,19 @@ def _our_row(df: pd.DataFrame, model: str, setting: str, models_info: dict, info
     }
 
 
-def _our_cells(sel: pd.DataFrame, agg: pd.DataFrame, names: list[str], proto_of_run: dict, reference: str) -> dict:
+def _our_cells(sel: pd.DataFrame, agg: pd.DataFrame, specs: list[Metric], proto_of_run: dict,
+               reference: str) -> dict:
     """row id -> column id -> {v: means, n: images, p: protocols, ci: per metric (mean, lo, hi, p, n)}."""
     protos: dict[tuple, set] = {}  # which protocols' runs gave each mean (a filter on the page)
     for key, run in zip(zip(*(sel[k] for k in GROUP), strict=True), sel["run"], strict=True):
         protos.setdefault(key, set()).add(proto_of_run[run])
-    cis = {m: {tuple(r[: len(GROUP)]): r for r in comparisons(sel, reference, m).itertuples(index=False)}
-           for m in names}
+    names = [m.name for m in specs]
+    cis = {m.name: {tuple(r[: len(GROUP)]): r for r in comparisons(sel, m, reference).itertuples(index=False)}
+           for m in specs}
     out: dict[str, dict] = {}
     for r in agg.itertuples(index=False):
         key = (r.model, r.setting, r.dataset, r.degradation, r.qf, r.space)
-        ci = {m: [_num(c.diff_psnr), _num(c.ci_lo), _num(c.ci_hi), _num(c.p_sign), int(c.n_pairs)]
+        ci = {m: [_num(getattr(c, f"diff_{m}")), _num(c.ci_lo), _num(c.ci_hi), _num(c.p_sign), int(c.n_pairs)]
               for m in names if (c := cis[m].get(key)) is not None and c.n_pairs}
         out.setdefault(_row_id(r.model, r.setting), {})[f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"] = {
             "v": [_num(getattr(r, m)) for m in names],
@@ -253,10 +244,10 @@ def _published_cells(pub: pd.DataFrame, names: list[str], rows: dict, sources: l
             cells.setdefault(rid, {})[f"{r.dataset}/{_qf_token(r.degradation, r.qf)}"] = {"v": vals, "space": r.space}
 
 
-def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], *, published: bool,
+def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], specs: list[Metric], *, published: bool,
                  published_path, reference: str) -> dict:
     """The leaderboard's data: per metric space (a view), every row's means per column, with published rows."""
-    names = [m["name"] for m in metrics]
+    names = [m.name for m in specs]
     protocols = list(dict.fromkeys(_protocol_label(i) for i in infos.values()))
     proto_of_run = {r: protocols.index(_protocol_label(i)) for r, i in infos.items()}
     models_info, announced = _merged(infos)
@@ -268,7 +259,7 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], 
     views = _views(df)
     for space in views:
         sel = select_space(df, space)
-        agg = aggregate(sel)
+        agg = aggregate(sel, names)
         cols = columns_of(agg, None)
         for d, g, q, _ in cols:
             cid = f"{d}/{_qf_token(g, q)}"
@@ -280,12 +271,12 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], metrics: list[dict], 
         for model, setting in row_keys_of(agg, None):
             if _row_id(model, setting) not in rows:
                 rows[_row_id(model, setting)] = _our_row(df, model, setting, models_info, infos)
-        cells[space] = _our_cells(sel, agg, names, proto_of_run, reference)
+        cells[space] = _our_cells(sel, agg, specs, proto_of_run, reference)
         if published:
             pub, notes[space] = published_rows(published_path, cols)
             _published_cells(pub, names, rows, sources, cells[space])
     return {
-        "metrics": metrics,
+        "metrics": [_metric_data(m) for m in specs],
         "efficiency": [{"key": k, "label": lab, "unit": u, "decimals": d} for k, lab, u, d in EFFICIENCY],
         "spaces": [{"name": s, "text": SPACE_TEXT.get(s, s)} for s in views],
         "default_space": "y" if "y" in views else views[0],
@@ -391,7 +382,8 @@ def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
 
 
-def _image_pages(df: pd.DataFrame, board: dict, images: _Images, out: Path, title: str) -> list[str]:
+def _image_pages(df: pd.DataFrame, board: dict, specs: list[Metric], images: _Images, out: Path,
+                 title: str) -> list[str]:
     """One page per leaderboard column (dataset x degradation x QF): every image's numbers for every model of
     ours, the crops of the images the runs saved, and the page's exports. Returns the pages written."""
     metrics = board["metrics"]
@@ -429,7 +421,7 @@ def _image_pages(df: pd.DataFrame, board: dict, images: _Images, out: Path, titl
         rel = col["page"]
         siblings = [{"label": c["label"], "href": _relative(c["page"], rel), "current": c["page"] == rel}
                     for c in cols if c["dataset"] == d]
-        page_exports = _image_exports(by, rows, stems, metrics, spaces, rel, d, col["label"], out)
+        page_exports = _image_exports(by, rows, stems, specs, spaces, rel, d, col["label"], out)
         data = {
             "dataset": d, "degradation": g, "qf": q, "label": col["label"],
             "metrics": metrics,
@@ -454,10 +446,10 @@ def _relative(target: str, page: str) -> str:
     return os.path.relpath(target, os.path.dirname(page) or ".").replace(os.sep, "/")
 
 
-def _image_exports(by: dict, rows, stems, metrics, spaces, rel, dataset, label, out: Path) -> dict:
+def _image_exports(by: dict, rows, stems, specs: list[Metric], spaces, rel, dataset, label, out: Path) -> dict:
     """CSV and JSON (every space, full precision, with the difference to the JPEG input) and LaTeX (the first
     space, the paper layout) of a page."""
-    names = [m["name"] for m in metrics]
+    names = [m.name for m in specs]
     base = f"tables/images-{_slug(dataset)}-{Path(rel).stem}"
     long = []
     for space in spaces:
@@ -480,7 +472,7 @@ def _image_exports(by: dict, rows, stems, metrics, spaces, rel, dataset, label, 
     head = json.dumps({"dataset": dataset, "degradation": label}, ensure_ascii=False)[:-1]
     lines = ",\n".join(json.dumps(r, ensure_ascii=False, allow_nan=False) for r in long)
     _write_text(out / f"{base}.json", f'{head}, "results": [\n{lines}\n]}}\n')  # one image per line
-    _write_text(out / f"{base}.tex", _image_latex(by, rows, stems, metrics, spaces[0], dataset, label))
+    _write_text(out / f"{base}.tex", _image_latex(by, rows, stems, specs, spaces[0], dataset, label))
     return {"csv": _relative(f"{base}.csv", rel), "json": _relative(f"{base}.json", rel),
             "latex": _relative(f"{base}.tex", rel)}
 
@@ -489,30 +481,29 @@ def _float(v):
     return None if v is None else float(v)  # "inf" from _num back to a float
 
 
-def _image_latex(by: dict, rows, stems, metrics, space, dataset, label) -> str:
-    """Per-image table in the paper layout (one column per model, best and second marked among our models),
-    through the report's LaTeX renderer."""
+def _image_latex(by: dict, rows, stems, specs: list[Metric], space, dataset, label) -> str:
+    """Per-image table in the paper layout (one column per model, best and second marked among our models in
+    each metric's direction), through the report's LaTeX renderer."""
     from .render import _latex
     from .tables import _fmt, _ranks
 
-    t = Table(f"{dataset} {label}: per-image " + " / ".join(m["label"] for m in metrics) + f" ({space})",
-              "Image", [""] * len(rows), [r["label"] for r in rows])
+    heads = " / ".join(m.label for m in specs)
+    t = Table(f"{dataset} {label}: per-image {heads} ({space})", "Image", [""] * len(rows), [r["label"] for r in rows])
     for stem in stems:
         styles = {}
-        for i, m in enumerate(metrics):
-            sign = 1 if m["higher_is_better"] else -1  # _ranks marks the highest
-            vals = {r["id"]: sign * _float(v[i]) for r in rows if r["kind"] == "ours"
+        for i, m in enumerate(specs):
+            vals = {r["id"]: _float(v[i]) for r in rows if r["kind"] == "ours"
                     and (v := by.get((space, r["id"], stem))) is not None and v[i] is not None}
-            for k, style in _ranks(vals, m["decimals"]).items():
+            for k, style in _ranks(vals, m).items():
                 styles[(k, i)] = style
         cells = []
         for r in rows:
             v = by.get((space, r["id"], stem))
-            cells.append([Part(_fmt(_float(v[i]) if v else None, m["decimals"]), styles.get((r["id"], i), ""))
-                          for i, m in enumerate(metrics)])
+            cells.append([Part(_fmt(_float(v[i]) if v else None, m.decimals), styles.get((r["id"], i), ""))
+                          for i, m in enumerate(specs)])
         t.rows.append((stem, cells))
-    caption = (f"Per-image {' / '.join(m['label'] for m in metrics)} on {dataset} {label} ({space}); best in "
-               "bold, second underlined, among our models (the JPEG input is not ranked).")
+    caption = (f"Per-image {heads} on {dataset} {label} ({space}); best in bold, second underlined, among our "
+               "models (the JPEG input is not ranked).")
     return _latex([t], caption, [])
 
 
@@ -609,9 +600,8 @@ def build_site(
     if crop < 0:
         raise ConfigError(f"--crop {crop}: must be 0 (whole images) or a positive size in pixels")
     df, infos = _load(runs)
-    info = next((i for i in infos.values() if i.get("metrics")), {})
-    metrics = [_metric_spec(m, info) for m in METRICS]
-    board = _leaderboard(df, infos, metrics, published=published, published_path=published_path,
+    specs = list(metric_specs(runs, df).values())  # each metric's direction, decimals and label, from run.json
+    board = _leaderboard(df, infos, specs, published=published, published_path=published_path,
                          reference=reference)
     out = Path(out_dir)
     tmp = _prepare(out)
@@ -620,7 +610,7 @@ def build_site(
         _exports(runs, [s["name"] for s in board["spaces"]], tmp, published=published,
                  published_path=published_path)
         images = _Images(tmp, runs, crop)
-        pages = _image_pages(df, board, images, tmp, title)
+        pages = _image_pages(df, board, specs, images, tmp, title)
         board["title"] = title
         board["saved_images"] = images.count > 0
         _write_text(tmp / "index.html", _page_html(title, board, "leaderboard.js", "index.html", title))

@@ -26,8 +26,9 @@ import pytest
 
 from cirbench.cli import main
 from cirbench.errors import ConfigError
+from cirbench.metrics import get_metric
 from cirbench.report import render
-from cirbench.report.site import MARKER, _metric_spec, build_site
+from cirbench.report.site import MARKER, build_site
 
 DATA = Path(__file__).parents[1] / "data"
 SMALL = DATA / "records_small"
@@ -190,13 +191,29 @@ def test_double_jpeg_columns_and_pages(tmp_path):
                                                                                "space": "gray"}}
 
 
-def test_metric_direction_from_run_json():
-    assert _metric_spec("psnr", {}) == {"name": "psnr", "label": "PSNR", "unit": "dB", "decimals": 2,
-                                        "higher_is_better": True}
-    assert _metric_spec("ssim", {})["decimals"] == 4
-    info = {"metrics": {"lpips": {"label": "LPIPS", "unit": "", "decimals": 3, "higher_is_better": False}}}
-    assert _metric_spec("lpips", info)["higher_is_better"] is False
-    assert _metric_spec("lpips", info)["label"] == "LPIPS"
+def _lower_psnrb(src: Path, dst: Path) -> Path:
+    """A copy of a run whose run.json says PSNR-B is lower-is-better (as a user's metric spec would)."""
+    shutil.copytree(src, dst)
+    info = json.loads((dst / "run.json").read_text())
+    info["metrics"] = [{"name": n, **get_metric(n).info()} for n in ("psnr", "ssim")] + [
+        {"name": "psnrb", "label": "PSNR-B", "unit": "dB", "decimals": 2, "higher_is_better": False}]
+    (dst / "run.json").write_text(json.dumps(info))
+    return dst
+
+
+def test_metric_specs_come_from_run_json(site, tmp_path):
+    assert _data(site / "index.html")["metrics"] == [
+        {"name": "psnr", "label": "PSNR", "unit": "dB", "decimals": 2, "higher_is_better": True},
+        {"name": "ssim", "label": "SSIM", "unit": "", "decimals": 4, "higher_is_better": True},
+        {"name": "psnrb", "label": "PSNR-B", "unit": "dB", "decimals": 2, "higher_is_better": True}]
+    build_site([_lower_psnrb(SMALL, tmp_path / "run")], tmp_path / "site")
+    psnrb = _data(tmp_path / "site" / "index.html")["metrics"][2]
+    assert psnrb["name"] == "psnrb" and psnrb["higher_is_better"] is False
+    # The per-image LaTeX ranks in each metric's direction: on bikes, swinir's higher PSNR and fbcnn's lower
+    # PSNR-B are best.
+    tex = (tmp_path / "site" / "tables" / "images-live1-jpeg-q10.tex").read_text()
+    bikes = next(line for line in tex.splitlines() if line.startswith("bikes"))
+    assert r"\textbf{28.25}" in bikes and r"\underline{29.00}" in bikes and r"\textbf{29.25}" in bikes
 
 
 def test_refusals_and_rebuild(runs, tmp_path, capsys):
@@ -529,12 +546,7 @@ def test_exports_download(browser, runs, site):
 
 @browser_test
 def test_lower_is_better_metric_sorts_ascending(browser, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(SMALL, run)
-    info = json.loads((run / "run.json").read_text())
-    info["metrics"] = {"psnrb": {"label": "PSNR-B", "unit": "dB", "decimals": 2, "higher_is_better": False}}
-    (run / "run.json").write_text(json.dumps(info))
-    build_site([run], tmp_path / "site")
+    build_site([_lower_psnrb(SMALL, tmp_path / "run")], tmp_path / "site")
     _open(browser, tmp_path / "site" / "index.html", "?sort=live1/10/psnrb")
     values = [v for _, v in _column(browser, "live1/10/psnrb") if v is not None]
     assert values == sorted(values) and len(values) == 3
