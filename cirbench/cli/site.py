@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     sp.add_argument("--reference", default="jpeg", help="the model the bootstrap CIs are taken against")
     sp.add_argument("--crop", type=int, default=256,
                     help="side of the window of each saved image the compare widget shows (0: whole images)")
-    sp.add_argument("--title", default="cirbench leaderboard")
+    sp.add_argument("--title", default="cirbench leaderboard", help="the leaderboard page's heading and title")
     sp.set_defaults(func=run)
 
 
