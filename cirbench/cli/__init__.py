@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "run": "evaluate models on a protocol",
     "report": "render tables and plots from run folders",
+    "site": "build a static leaderboard site from run folders (opens from file://)",
     "datasets": "list, verify or fetch datasets",
     "protocols": "list, show or validate protocols",
     "models": "list model cards, show one's details or fetch weights",

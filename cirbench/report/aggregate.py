@@ -10,14 +10,16 @@ the runs wrote into run.json (:func:`metric_specs`); runs older than those specs
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
 from ..metrics import DEFAULT_METRICS, LUMA_SPACES, REGISTRY, Metric, get_metric
-from ..records import GROUP, KEY, read_records, read_run_info, recorded_metrics
+from ..records import GROUP, KEY, RECORDS_FILE, read_records, read_run_info, recorded_metrics
 from .stats import compare_paired
 
 __all__ = ["BASELINE", "metric_specs", "pick_metrics", "select_space", "aggregate", "load", "comparisons",
@@ -88,6 +90,26 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return out.reset_index()[[*GROUP, "n_images", *metrics, "seconds_per_mp", "qf_err"]]
 
 
+_LAST_READ: tuple = ((), None)  # (the files' digests, their records): a site renders many views of the same runs
+
+
+def _read(run_dirs) -> pd.DataFrame:
+    """read_records, reusing the last result while the records files hold the same bytes (a digest costs
+    milliseconds; parsing the JSON lines is what takes seconds)."""
+    global _LAST_READ
+    key = []
+    for d in [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs:
+        p = Path(d) if Path(d).is_file() else Path(d) / RECORDS_FILE
+        try:
+            key.append((str(d), hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()))
+        except OSError:
+            key.append((str(d), None))
+    key = tuple(key)
+    if _LAST_READ[0] != key or _LAST_READ[1] is None:
+        _LAST_READ = (key, read_records(run_dirs))
+    return _LAST_READ[1]
+
+
 def load(
     run_dirs,
     *,
@@ -97,10 +119,10 @@ def load(
 ) -> pd.DataFrame:
     """Records of the runs in one metric space (None: all), filtered; a key present in several runs keeps
     the last."""
-    df = read_records(run_dirs)
+    df = _read(run_dirs)
     if df.empty:
-        return df
-    df = df.drop_duplicates(subset=list(KEY), keep="last")
+        return df.copy()
+    df = df.drop_duplicates(subset=list(KEY), keep="last")  # a new frame: the cached one is never changed
     df = select_space(df, space)
     if datasets:
         df = df[df["dataset"].isin(datasets)]
