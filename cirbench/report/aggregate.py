@@ -10,7 +10,6 @@ the runs wrote into run.json (:func:`metric_specs`); runs older than those specs
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,20 +89,22 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return out.reset_index()[[*GROUP, "n_images", *metrics, "seconds_per_mp", "qf_err"]]
 
 
-_LAST_READ: tuple = ((), None)  # (the files' digests, their records): a site renders many views of the same runs
+_LAST_READ: tuple = ((), None)  # (the files' identities, their records): a site renders many views of the same runs
 
 
 def _read(run_dirs) -> pd.DataFrame:
-    """read_records, reusing the last result while the records files hold the same bytes (a digest costs
-    milliseconds; parsing the JSON lines is what takes seconds)."""
+    """read_records, reusing the last result while the records files are the same files (path, size and
+    modification time: a run appends and a merge replaces, so both change them); parsing the JSON lines is
+    what takes seconds."""
     global _LAST_READ
     key = []
     for d in [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs:
         p = Path(d) if Path(d).is_file() else Path(d) / RECORDS_FILE
         try:
-            key.append((str(d), hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()))
+            st = p.stat()
+            key.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino))
         except OSError:
-            key.append((str(d), None))
+            key.append((str(p), None))
     key = tuple(key)
     if _LAST_READ[0] != key or _LAST_READ[1] is None:
         _LAST_READ = (key, read_records(run_dirs))
