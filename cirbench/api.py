@@ -35,7 +35,9 @@ class Results:
     records: Any  # pandas DataFrame, one row per record
     run_info: dict  # run.json: provenance and each metric's spec
     written: int = 0  # records written by this call (the rest were already on disk: a resumed run)
-    already_done: int = 0  # images already done before this call
+    already_done: int = 0  # image x degradation x model results already recorded before this call
+    skipped_invalid: int = 0  # ... left out as invalid (skip_invalid)
+    images_only: int = 0  # ... recorded before, run again only to save their outputs (save_images)
     skipped_datasets: dict = field(default_factory=dict)  # absent datasets that were skipped, with the reason
     wall_seconds: float = 0.0
     model_seconds: float = 0.0
@@ -57,14 +59,16 @@ def _csv(value) -> list | None:
 def build_models(names: Sequence[str], *, weights=None, settings=None, device: str = "cpu",
                  skip_missing: bool = False, profile: bool = False, allow_code: bool = True,
                  log: Callable[[str], None] = print) -> dict:
-    """Restorers by the name they are run under (a user model's own name for ``module:attr``); with
+    """Restorers by the name they are run under (``NAME=SPEC`` names one; a user model's own name for
+    ``module:attr``; ``outputs:`` a short label); with
     ``profile``, each with its profile (parameters, GFLOPs, peak memory) for the report's efficiency table."""
     from .errors import WeightsMissing
     from .zoo import create_model
     from .zoo.profile import profile as measure_profile
 
     out = {}
-    for name in names:
+    for given in names:
+        label, name = _label(given)
         try:
             m = create_model(name, weights=weights if name != "jpeg" else None, settings=settings, device=device,
                              allow_code=allow_code)
@@ -75,8 +79,21 @@ def build_models(names: Sequence[str], *, weights=None, settings=None, device: s
             continue
         if profile and hasattr(m, "nets"):
             m.info.extra["profile"] = measure_profile(m)
-        out[m.info.name if name != m.info.name and ":" in name else name] = m
+        label = label or (m.info.name if name != m.info.name and ":" in name else name)
+        if label in out:
+            raise ConfigError(f"two models are labelled {label!r} ({given} and another); name one: NAME={name}")
+        if label != m.info.name:
+            m.info.name = label  # the row's label is the records' model name
+        out[label] = m
     return out
+
+
+def _label(given: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` -> (NAME, SPEC): a row label chosen by the user (e.g. for a long ``outputs:`` template)."""
+    name, sep, spec = given.partition("=")
+    if sep and name and spec and not any(c in name for c in ":/\\{}"):
+        return name, spec
+    return None, given
 
 
 def _protocol(protocol, datasets, qfs):
@@ -108,7 +125,7 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
              setting: str | None = None, tile: int | None = None, overlap: int | None = None,
              ensemble: str | None = None, precision: str = "fp32", channels_last: bool = False,
              shard: str | None = None, save_images: bool = False, skip_invalid: bool = False,
-             profile: bool = False, progress: bool | None = False, samples_fallback: bool = False,
+             profile: bool = False, progress: bool | None = None, samples_fallback: bool = False,
              log: Callable[[str], None] | None = None) -> Results:
     """Evaluate ``models`` (names: cards, ``jpeg``, ``outputs:TEMPLATE``, ``module:attr``; default the
     protocol's) on ``protocol`` (a name or a TOML path; default ``blind``), restricted to ``datasets`` and
@@ -117,6 +134,7 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
 
     Datasets named here must be present; a protocol's others are skipped when absent. ``samples_fallback``: when
     none of the protocol's datasets is present (and none was named), run on the bundled samples instead.
+    ``progress``: None (default) a bar on a terminal and a line every 30 s elsewhere; False silent.
     Under torchrun every rank evaluates its share and rank 0 merges. Rerunning into the same ``out`` resumes."""
     from .eval import distributed as dist_run
     from .eval.runner import parse_shard
@@ -165,7 +183,8 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
     finally:
         distributed.teardown(ctx)
     return Results(out=out, records=read_records(out), run_info=dict(read_run_info(out)), written=summary.written,
-                   already_done=summary.skipped_done, skipped_datasets=dict(summary.skipped_datasets),
+                   already_done=summary.skipped_done, skipped_invalid=summary.skipped_invalid,
+                   images_only=summary.images_only, skipped_datasets=dict(summary.skipped_datasets),
                    wall_seconds=summary.wall_seconds, model_seconds=summary.model_seconds, _tmp=tmp)
 
 

@@ -20,6 +20,7 @@ GROUND = {
     "images": {"errors"},
     "records": {"errors", "files"},  # the record contract: evaluation writes it, reports read it
     "distributed": {"errors"},
+    "progress": set(),
 }
 WINGS = ("metrics", "archs", "zoo", "eval", "report", "train", "api", "cli")
 # wing -> wings it must never import. report/ reads records alone: never the zoo, the networks or evaluation.

@@ -45,9 +45,12 @@ def run(args) -> int:
         from ..report.plots import make_plots
 
         # The figures show what the tables show: the same filters (they were once ignored here).
+        left_out: list[str] = []
         plots = make_plots(args.runs, args.plots, reference=args.reference, published=args.published,
-                           space=args.space, **filters)
+                           space=args.space, notes=left_out, **filters)
         print(f"{len(plots)} plot files in {args.plots}", file=sys.stderr)
+        for note in left_out:
+            print(f"note: {note}", file=sys.stderr)
     if args.format == "html" and args.plots:
         kwargs["plots_dir"] = args.plots
     text = render(args.runs, args.format, **kwargs)

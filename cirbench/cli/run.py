@@ -60,8 +60,11 @@ def run(args) -> int:
                    skip_invalid=args.skip_invalid, profile=not args.no_profile, progress=None, samples_fallback=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"{res.written} records written to {res.out} ({res.already_done} already done); "
-          f"wall {res.wall_seconds:.1f} s, model {res.model_seconds:.1f} s", file=sys.stderr)
+    extra = [f"{res.already_done} model results already recorded"] if res.already_done else []
+    extra += [f"{res.images_only} recorded ones run again for --save-images"] if res.images_only else []
+    extra += [f"{res.skipped_invalid} skipped as invalid"] if res.skipped_invalid else []
+    print(f"{res.written} records written to {res.out}" + (f" ({'; '.join(extra)})" if extra else "")
+          + f"; wall {res.wall_seconds:.1f} s, model {res.model_seconds:.1f} s", file=sys.stderr)
     if res.skipped_datasets:
         print("datasets not present (skipped): " + ", ".join(res.skipped_datasets)
               + " — see `cirbench datasets list` for how to get them", file=sys.stderr)

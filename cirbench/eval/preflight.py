@@ -102,7 +102,7 @@ def output_problem(path: Path, verdict: Verdict, want_hw: tuple[int, int], gray:
     """Why a released output cannot be scored (None when it can)."""
     if not verdict.ok:
         if not path.exists():
-            return f"{path}: output not found; add the file or use --skip-invalid"
+            return f"{path}: output not found; add the file"  # the summary line names --skip-invalid once
         return verdict.error
     if tuple(verdict.shape[:2]) != tuple(want_hw):
         h, w = verdict.shape[:2]

@@ -32,6 +32,7 @@ from ..errors import ConfigError, DatasetMissing, InvalidInputs, RunError
 from ..files import FolderLock, atomic_write, dumps, loads
 from ..jpeg import Degradation
 from ..metrics import DEFAULT_METRICS, Y_CONVENTION, Metric, image_metrics, resolve_metrics, spaces_of
+from ..progress import Progress
 from ..records import (
     RECORDS_FILE,
     RUN_FILE,
@@ -51,8 +52,10 @@ __all__ = ["RunError", "RunSummary", "run_protocol", "provenance", "parse_shard"
 @dataclass
 class RunSummary:
     out_dir: Path
-    written: int = 0
-    skipped_done: int = 0
+    written: int = 0  # records
+    skipped_done: int = 0  # image x degradation x model results already recorded
+    skipped_invalid: int = 0  # ... left out as invalid (--skip-invalid)
+    images_only: int = 0  # ... recorded, run again only to save the output --save-images asks for
     skipped_datasets: dict[str, str] = field(default_factory=dict)
     nonfinite: list[str] = field(default_factory=list)
     model_seconds: float = 0.0
@@ -236,8 +239,6 @@ def run_protocol(
 
 def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, data_root, required_datasets,
                 shard, device, progress, save_images, skip_invalid, metrics, log) -> RunSummary:
-    from tqdm import tqdm
-
     old = loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     if old.get("protocol", {}).get("name") not in (None, protocol.name):
         raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
@@ -283,21 +284,34 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     _update_run_json(out, info)
     writer = RecordWriter(out)
 
+    images_only: set[tuple] = set()  # recorded, but --save-images asks for an output that is not on disk
+    counted = {"done": 0, "invalid": 0}
+
     def pending(ds: Dataset, name: str, deg: Degradation) -> list[str]:
         """Models still to run on this image: done means every space image_metrics scores it in is
-        recorded (the image is not read yet, so either layout's set counts; a crash can leave some)."""
+        recorded (the image is not read yet, so either layout's set counts; a crash can leave some). A done
+        model runs again only for an output --save-images asks for and the folder lacks (its records stay)."""
         todo = []
         for m in models:
             key = dict(model=m, setting=settings[m], dataset=ds.name, image=name, degradation=deg.name,
                        qf=deg.qf)
             done = any(all(writer.has(**key, space=s) for s in spaces_of(c)) for c in (1, 3))
-            if not done and (m, ds.name, name, deg) not in invalid_outputs:
+            if (m, ds.name, name, deg) in invalid_outputs:
+                counted["invalid"] += 1
+            elif not done:
                 todo.append(m)
+            elif save_images and not output_image_path(out, m, settings[m], ds.name, deg.name, deg.qf, name).exists():
+                images_only.add((m, ds.name, name, deg))
+                todo.append(m)
+            else:
+                counted["done"] += 1
         return todo
 
     # What is still to do, decided before the first image: the bar starts at the work already on disk.
     todo_work = [(w, todo) for w in work if (todo := pending(w[0], w[1], w[3]))]
-    summary.skipped_done = len(work) - len(todo_work)
+    summary.skipped_done, summary.skipped_invalid = counted["done"], counted["invalid"]
+    summary.images_only = len(images_only)
+    done_items = len(work) - len(todo_work)
 
     def produce() -> Iterator[tuple[_Item, list[str]]]:
         cache: tuple[str, np.ndarray] | None = None
@@ -312,9 +326,7 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
             summary.stages["jpeg"] += time.perf_counter() - t1
             yield _Item(ds, name, gt, deg, comp), todo
 
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(work), initial=summary.skipped_done, disable=not show, desc=f"{protocol.name}",
-               unit="img", file=sys.stderr)
+    bar = Progress(len(work), protocol.name, initial=done_items, enabled=False if progress is False else None)
     pool = ThreadPoolExecutor(max_workers=SCORERS)  # metrics beside the next forwards; written in order below
     pending_writes: list[Future] = []
     # Scored where the model ran when every metric can compute there (the batched tensor path on a GPU).
@@ -325,7 +337,9 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
         if restored.nonfinite:
             summary.nonfinite.append(f"{model} {item.dataset.name}/{item.image} {item.degradation.name} "
                                      f"qf{item.degradation.qf}")
-        per_space = image_metrics(item.gt, restored.image, metrics=metrics, device=metric_device)
+        only_images = (model, item.dataset.name, item.image, item.degradation) in images_only
+        per_space = {} if only_images else image_metrics(item.gt, restored.image, metrics=metrics,
+                                                         device=metric_device)
         if save_images:
             _save_png(output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
                                         item.degradation.qf, item.image), restored.image)

@@ -24,7 +24,7 @@ from ..metrics import Metric
 from ..records import gt_image_path, output_image_path
 from .aggregate import BASELINE, aggregate, load, metric_specs, pick_metrics, select_space
 
-__all__ = ["make_plots"]
+__all__ = ["make_plots", "figure_caption"]
 
 
 def _pyplot():
@@ -61,9 +61,25 @@ def _axis_label(metric: Metric, prefix: str = "") -> str:
     return f"{prefix}{metric.label}{unit}  {metric.arrow} better"
 
 
-def _metric_vs_qf(agg, pub, metric: Metric, out_dir: Path, plt) -> list[Path]:
+def figure_caption(stem: str) -> str:
+    """What a figure shows, from the name :func:`make_plots` gave it."""
+    if m := re.fullmatch(r"(.+)_vs_qf", stem):
+        return f"Mean {m[1]} against the JPEG quality factor, per dataset (single JPEG); published results: open marks"
+    if m := re.fullmatch(r"diff_(.+)_to_(.+)", stem):
+        return f"Per-image {m[1]} difference to {m[2]}, per dataset and QF (box: quartiles; dots: images)"
+    if m := re.fullmatch(r"crops_(.+)_q(\d+)", stem):
+        return (f"The same window of the ground truth, the JPEG input and each model's output: {m[1]}, QF {m[2]}, the "
+                "image where the best model gains most")
+    return stem
+
+
+def _metric_vs_qf(agg, pub, metric: Metric, out_dir: Path, plt, notes: list[str]) -> list[Path]:
     single = agg[agg["degradation"] == "jpeg"]
     if single.empty:
+        return []
+    if single["qf"].nunique() < 2:  # a curve of one point says nothing a table does not
+        notes.append(f"no {metric.name}_vs_qf figure: the records hold one QF ({int(single['qf'].iloc[0])}); "
+                     "run more QFs (--qf 10,20,30,40) for a curve")
         return []
     datasets = list(dict.fromkeys(single["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
@@ -195,10 +211,12 @@ def _saved(run_dirs: list[Path]):
     return get
 
 
-def _crops(records, reference, metric: Metric, provider, out_dir: Path, plt, size: int) -> list[Path]:
+def _crops(records, reference, metric: Metric, provider, out_dir: Path, plt, size: int,
+           notes: list[str]) -> list[Path]:
     """Per dataset, at its lowest single-JPEG QF, the image where the best model gains most in ``metric``."""
     name, sign = metric.name, (1 if metric.higher_is_better else -1)
     paths = []
+    unsaved = []
     single = records[records["degradation"] == "jpeg"]
     for ds in dict.fromkeys(single["dataset"]):
         d = single[single["dataset"] == ds]
@@ -213,6 +231,7 @@ def _crops(records, reference, metric: Metric, provider, out_dir: Path, plt, siz
         image = str(gains.idxmax())
         gt = provider(ds, image, "jpeg", qf, None)
         if gt is None:
+            unsaved.append(ds)
             continue
         y, x = _window(np.asarray(gt), size)
         shown = {(r["model"], r["setting"]): r[name] for r in d[d["image"] == image].to_dict("records")}
@@ -237,6 +256,9 @@ def _crops(records, reference, metric: Metric, provider, out_dir: Path, plt, siz
         fig.tight_layout()
         paths += _save(fig, out_dir, f"crops_{_safe(ds)}_q{qf}")
         plt.close(fig)
+    if unsaved:
+        notes.append(f"no crops for {', '.join(unsaved)}: the run saved no images; rerun it with --save-images "
+                     "(the same --out: records already done are kept, their images are written)")
     return paths
 
 
@@ -253,9 +275,12 @@ def make_plots(
     models: Sequence[str] | None = None,
     published_path: str | os.PathLike | None = None,
     crop_size: int = 96,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Write the figures of ``run_dirs`` into ``out_dir``; returns the files written (PNG and PDF). ``metrics``:
-    the metrics plotted (default: the first recorded), the first of them also choosing the crops' image."""
+    the metrics plotted (default: the first recorded), the first of them also choosing the crops' image. ``notes``
+    receives a line for each figure left out and why."""
+    notes = [] if notes is None else notes
     plt = _pyplot()
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     out = Path(out_dir)
@@ -276,7 +301,7 @@ def make_plots(
         pub = pub[pub["dataset"].isin(set(agg["dataset"]))]
     paths: list[Path] = []
     for metric in chosen:
-        paths += _metric_vs_qf(agg, pub, metric, out, plt)
+        paths += _metric_vs_qf(agg, pub, metric, out, plt, notes)
         paths += _diff_plot(records, reference, metric, out, plt)
-    paths += _crops(records, reference, chosen[0], _saved([Path(d) for d in run_dirs]), out, plt, crop_size)
+    paths += _crops(records, reference, chosen[0], _saved([Path(d) for d in run_dirs]), out, plt, crop_size, notes)
     return paths

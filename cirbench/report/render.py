@@ -29,9 +29,10 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..files import to_json
-from ..metrics import SPACES, Metric
+from ..metrics import LUMA_SPACES, SPACES, Metric
 from ..records import GROUP
 from .aggregate import BASELINE, aggregate, comparisons, load, metric_specs, pick_metrics, provenance
+from .plots import figure_caption
 from .tables import (
     CONVENTION_USERS,
     DAGGER,
@@ -246,7 +247,7 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
             data = base64.b64encode(p.read_bytes()).decode("ascii")
             out.append(
                 f'<figure><img alt="{e(p.stem)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{e(p.stem)}</figcaption></figure>"
+                f"<figcaption>{e(figure_caption(p.stem))}</figcaption></figure>"
             )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -344,9 +345,7 @@ def render(
                                    published=published, published_path=published_path, plots_dir=plots_dir)
     records = load(run_dirs, space=space, datasets=datasets, qfs=qfs)
     if records.empty:
-        raise ConfigError(
-            f"no records in space {space!r} match the filters in {', '.join(map(str, run_dirs))}"
-        )
+        raise ConfigError(nothing_matches(run_dirs, space, datasets, qfs))
     specs = metric_specs(run_dirs, records)
     shown_metrics = pick_metrics(specs, metrics)
     cmp = (
@@ -379,6 +378,34 @@ def render(
     caption = caption_text(space, shown_metrics, prov, bool(sources))
     notes = notes_of(sources, prov, efficiency) + pub_notes + coverage_notes + _absent_notes(agg, shown_metrics, space)
     return _write(fmt, tables, caption, notes, plots_dir)
+
+
+def nothing_matches(run_dirs, space: str | None, datasets=None, qfs=None) -> str:
+    """Why a report has no records: a folder that does not exist, folders without records, or filters that
+    matched nothing, with what the records do hold."""
+    from ..records import RECORDS_FILE, read_records
+
+    missing = [str(d) for d in run_dirs if not Path(d).exists()]
+    if missing:
+        return f"{', '.join(missing)}: no such folder"
+    empty = [str(d) for d in run_dirs if not (Path(d) / RECORDS_FILE).is_file() or not read_records(d).size]
+    if len(empty) == len(run_dirs):
+        return (f"{', '.join(empty)}: no records (not a run folder, or a run that has written none yet); a run "
+                "folder holds records.jsonl, written by `cirbench run --out FOLDER`")
+    df = read_records(run_dirs)
+    have = []
+    for key, asked, label in (("space", [space] if space else None, "--space"), ("dataset", datasets, "--datasets"),
+                              ("qf", qfs, "--qf")):
+        values = sorted({str(v) for v in df[key]}, key=_natural_key)
+        matches = set(map(str, asked or ())) | ({"gray"} if key == "space" and space in LUMA_SPACES else set())
+        if asked and not matches & set(values):
+            have.append(f"{label} {','.join(map(str, asked))}: the records have {', '.join(values)}")
+    reason = "; ".join(have) or "no record has all of the filters' values at once"
+    return f"no records of {', '.join(map(str, run_dirs))} match: {reason}"
+
+
+def _natural_key(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, published, published_path,

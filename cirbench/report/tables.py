@@ -63,7 +63,8 @@ def _same_space(a: str, b: str) -> bool:
 
 def published_rows(published_path, columns: list[tuple]) -> tuple[pd.DataFrame, list[str]]:
     """Published rows that sit beside ``columns`` (dataset, degradation, qf, space): same cell, same metric
-    space. Also notes naming the datasets whose columns got none, and the spaces the literature has for them."""
+    space. Also notes naming the datasets whose columns got none, the spaces the literature has for them, and the
+    option that shows them."""
     from .published import load_published
 
     pub = load_published(published_path)
@@ -87,8 +88,9 @@ def published_rows(published_path, columns: list[tuple]) -> tuple[pd.DataFrame, 
         text = (f"No published rows for {', '.join(names)} in {', '.join(shown)} (published rows sit only beside "
                 "numbers of their own metric space)")
         if other:
-            text += f"; the literature has {'it' if len(names) == 1 else 'them'} in {', '.join(other)}: " \
-                    f"see --space {other[0]} or --conventions"
+            text += (f"; the literature has {'it' if len(names) == 1 else 'them'} in {', '.join(other)}; to see "
+                     f"them beside ours, add --space {other[0]}: `cirbench report RUN --published --space {other[0]} "
+                     f"--datasets {','.join(names)}` (or --conventions, every space at once)")
         notes.append(text + ".")
     return placed, notes
 

@@ -1,5 +1,9 @@
 """Released outputs as a model: ``--models outputs:TEMPLATE`` scores images another program restored.
 
+``NAME=outputs:TEMPLATE`` names the row NAME; without a name the label is ``outputs:`` and the last folder of the
+template before its first placeholder (``outputs:fbcnn`` for the example below), which the run.json keeps beside the
+template.
+
 TEMPLATE is a path with ``{stem}`` (the ground truth's file name without extension) and optionally
 ``{dataset}``, ``{qf}``, ``{qf1}`` (double JPEG's first QF), ``{degradation}`` and ``{image}`` (the file name
 with extension), e.g. ``outputs:papers/fbcnn/{dataset}/{qf}/{stem}.png``. The outputs go through the same
@@ -19,7 +23,7 @@ from ..errors import ConfigError, ImageError
 from ..images import read_image
 from .restorer import ModelInfo, Restored, Target
 
-__all__ = ["OUTPUTS_PREFIX", "OutputsRestorer"]
+__all__ = ["OUTPUTS_PREFIX", "OutputsRestorer", "short_label"]
 
 OUTPUTS_PREFIX = "outputs:"
 FIELDS = ("stem", "image", "dataset", "degradation", "qf", "qf1")
@@ -37,7 +41,7 @@ class OutputsRestorer:
             raise ConfigError(f"outputs:{template}: the template needs {{stem}} (or {{image}}) and may use only "
                               f"{', '.join('{' + f + '}' for f in FIELDS)}" + (f"; unknown: {bad}" if bad else ""))
         self.template = template
-        self.info = ModelInfo(name=OUTPUTS_PREFIX + template, channels=0, params=None,
+        self.info = ModelInfo(name=short_label(template), channels=0, params=None,
                               description="released outputs read from files", extra={"outputs_template": template})
 
     def path(self, target: Target) -> Path:
@@ -56,6 +60,15 @@ class OutputsRestorer:
         if out.shape != img.shape:
             raise ImageError(f"{path}: {_size(out)} but the input is {_size(img)}; outputs must have the input's size")
         return Restored(out)
+
+
+def short_label(template: str) -> str:
+    """``outputs:`` and the last folder before the template's first placeholder: the method's name in the usual
+    layouts (``papers/fbcnn/{dataset}/{qf}/{stem}.png`` -> ``outputs:fbcnn``); the whole template when none."""
+    parts = Path(template).parts
+    first = next((i for i, p in enumerate(parts) if "{" in p), len(parts))
+    named = [p for p in parts[:first] if p not in ("/", "~", ".", "..")]
+    return OUTPUTS_PREFIX + (named[-1] if named else template)
 
 
 def _size(a: np.ndarray) -> str:

@@ -645,7 +645,7 @@ def test_kill_9_during_run_then_rerun(tmp_path, capsys, models_dir, user_models)
 
     rc, _, err = cli(capsys, *args)  # the same command again (in-process: no sleep)
     assert rc == 0, err
-    assert f"({len(done_before)} already done)" in err
+    assert f"({len(done_before)} model results already recorded)" in err
     rc, _, err = cli(capsys, *run_args(ds, ref, f"{MODULE}:Slow"))  # an uninterrupted run
     assert rc == 0, err
     got, want = records(out), records(ref)

@@ -39,7 +39,11 @@ def test_saved_outputs_score_to_the_model_s_numbers(tmp_path, folder):
     assert main(["run", "--models", template, "--datasets", f"folder:{folder}", "--qf", "10,40",
                  "--out", str(again)]) == 0
     recs = list(iter_records(again))
-    assert {r["model"] for r in recs} == {template}
+    assert {r["model"] for r in recs} == {"outputs:jpeg"}  # a short label: the folder before the first placeholder
+    named = tmp_path / "named"
+    assert main(["run", "--models", f"mine={template}", "--datasets", f"folder:{folder}", "--qf", "10",
+                 "--out", str(named)]) == 0
+    assert {r["model"] for r in iter_records(named)} == {"mine"}
     want, got = _by_key(run), _by_key(again)
     assert {k[3] for k in want} >= {"y", "rgb", "gray"} and {k[:3] for k in want} == {
         ("imgs", i, q) for i in ("a.png", "b.png") for q in (10, 40)}
