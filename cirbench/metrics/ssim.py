@@ -37,10 +37,11 @@ def _filter_valid(t: torch.Tensor) -> torch.Tensor:
 
 
 def _ssim_planes_cpu(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """:func:`ssim` on CPU, plane by plane in NumPy + OpenCV's float64 ``sepFilter2D`` (KAIR's ``cv2.filter2D``
-    with the separable window). Four filters, not five: E[x^2] and E[y^2] enter only as a sum, and filtering is
-    linear, so E[x^2 + y^2] is filtered once (equal to the reference to ~1e-15). Every array is a reused
-    :data:`workspace` buffer, and the work after the filters runs on the valid region, in place."""
+    """:func:`ssim` on CPU, plane by plane in OpenCV: the float64 ``sepFilter2D`` (KAIR's ``cv2.filter2D`` with the
+    separable window), then the map in OpenCV's arithmetic (vectorised and threaded: a third of NumPy's time here).
+    Four filters, not five: E[x^2] and E[y^2] enter only as a sum, and filtering is linear, so E[x^2 + y^2] is
+    filtered once (equal to the reference to ~1e-15). Every array is a reused :data:`workspace` buffer, and the
+    work after the filters runs on the valid region."""
     import cv2
 
     g = _WINDOW.numpy()
@@ -50,7 +51,7 @@ def _ssim_planes_cpu(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     out = np.empty((b, c))
     full, valid = (h, w), (h - 2 * r, w - 2 * r)
     mu1, mu2, e_sum, e12, prod = (workspace(f"ssim-{k}", full) for k in ("mu1", "mu2", "esum", "e12", "prod"))
-    t1, t2 = workspace("ssim-t1", valid), workspace("ssim-t2", valid)
+    t1, t2, num2, den2 = (workspace(f"ssim-{k}", valid) for k in ("t1", "t2", "num2", "den2"))
 
     def filt(p: np.ndarray, dst: np.ndarray) -> np.ndarray:
         cv2.sepFilter2D(p, cv2.CV_64F, g, g, dst=dst, borderType=cv2.BORDER_REFLECT_101)
@@ -60,25 +61,21 @@ def _ssim_planes_cpu(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         for j in range(c):
             p, q = xs[i, j], ys[i, j]
             m1, m2 = filt(p, mu1), filt(q, mu2)
-            np.multiply(p, p, out=prod)
-            prod += np.multiply(q, q, out=e12)  # e12 is free until E[xy] is filtered into it
+            cv2.multiply(p, p, dst=prod)
+            cv2.accumulateSquare(q, prod)  # x^2 + y^2
             s = filt(prod, e_sum)
-            s12 = filt(np.multiply(p, q, out=prod), e12)
-            np.multiply(m1, m2, out=t1)  # mu1 mu2
-            np.multiply(m1, m1, out=t2)
-            t2 += np.multiply(m2, m2, out=m2)  # mu1^2 + mu2^2 (m2 is not needed after this)
-            s12 -= t1
-            s12 *= 2
-            s12 += _C2  # 2 sigma12 + C2
-            t1 *= 2
-            t1 += _C1  # 2 mu1 mu2 + C1
-            s -= t2
-            s += _C2  # sigma1^2 + sigma2^2 + C2
-            t2 += _C1  # mu1^2 + mu2^2 + C1
-            t1 *= s12
-            t2 *= s
-            t1 /= t2
-            out[i, j] = t1.mean()
+            s12 = filt(cv2.multiply(p, q, dst=prod), e12)
+            cv2.multiply(m1, m2, dst=t1)  # mu1 mu2
+            cv2.multiply(m1, m1, dst=t2)
+            cv2.accumulateSquare(m2, t2)  # mu1^2 + mu2^2
+            cv2.addWeighted(s12, 2.0, t1, -2.0, _C2, dst=num2)  # 2 sigma12 + C2
+            cv2.addWeighted(s, 1.0, t2, -1.0, _C2, dst=den2)  # sigma1^2 + sigma2^2 + C2
+            cv2.addWeighted(t1, 2.0, t1, 0.0, _C1, dst=t1)  # 2 mu1 mu2 + C1
+            cv2.add(t2, _C1, dst=t2)  # mu1^2 + mu2^2 + C1
+            cv2.multiply(t1, num2, dst=t1)
+            cv2.multiply(t2, den2, dst=t2)
+            cv2.divide(t1, t2, dst=t1)
+            out[i, j] = cv2.mean(t1)[0]
     return torch.from_numpy(out).mean(1)
 
 
