@@ -54,6 +54,15 @@ class _Workspace(threading.local):
 workspace = _Workspace()
 
 
+def _weighted(rgb: torch.Tensor, w: tuple) -> torch.Tensor:
+    """R w0 + G w1 + B w2 of a (B,3,H,W) batch in float64, accumulated in place (B,1,H,W)."""
+    rgb = rgb.to(torch.float64)
+    y = rgb[:, 0:1] * w[0]
+    y += rgb[:, 1:2] * w[1]
+    y += rgb[:, 2:3] * w[2]
+    return y
+
+
 def rgb_to_y(rgb: np.ndarray | torch.Tensor, rounded: bool = True, out: np.ndarray | None = None):
     """BT.601 luma (16..235) of RGB uint8 data; channels last for numpy, (B,3,H,W) for tensors.
 
@@ -64,10 +73,7 @@ def rgb_to_y(rgb: np.ndarray | torch.Tensor, rounded: bool = True, out: np.ndarr
     if isinstance(rgb, torch.Tensor):
         # (R w0 + G w1 + B w2) / 255 + 16, accumulated in place: bit for bit the value of
         # ``(rgb * w).sum(1) / 255 + 16`` at a quarter of the time (no 3-channel temporaries).
-        rgb = rgb.to(torch.float64)
-        y = rgb[:, 0:1] * w0
-        y += rgb[:, 1:2] * w1
-        y += rgb[:, 2:3] * w2
+        y = _weighted(rgb, _Y_WEIGHTS)
         y /= 255.0
         y += 16.0
         return y.round_() if rounded else y
@@ -88,10 +94,7 @@ def rgb_to_y_full(rgb: np.ndarray | torch.Tensor):
     w0, w1, w2 = _FULL_WEIGHTS
     if isinstance(rgb, torch.Tensor):
         # Integers below 2^23 throughout: float64 holds them exactly, and /2^15 then floor is the shift.
-        rgb = rgb.to(torch.float64)
-        y = rgb[:, 0:1] * w0
-        y += rgb[:, 1:2] * w1
-        y += rgb[:, 2:3] * w2
+        y = _weighted(rgb, _FULL_WEIGHTS)
         y += 1 << 14
         return y.div_(1 << 15).floor_()
     x = rgb.astype(np.int32)
