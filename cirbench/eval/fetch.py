@@ -188,6 +188,9 @@ def _fetch_part(name: str, part: _Part, root_dir: Path, source: str | None, log:
                    f"check the network and retry, or fetch from a copy: `cirbench datasets fetch {name} --from "
                    "MIRROR_ARCHIVE_OR_FOLDER` (layout: `cirbench datasets fetch --help`)")
             raise FetchError(f"{part.label}: could not reach {exc.host} ({exc.why}); nothing was kept; {fix}") from None
+        except OSError as exc:  # staging or copying: a full disk, a folder that cannot be written
+            raise FetchError(f"{part.label}: cannot stage the files in {root_dir} ({exc.strerror or exc}); nothing was "
+                             "kept; free disk space (or choose another --data-root) and rerun") from None
         rep = _check(part.label, files, {n: part.manifest[n] for n in need})
         if not rep.ok:
             problems = [f"missing: {', '.join(rep.missing[:5])}" + (" ..." if len(rep.missing) > 5 else "")

@@ -82,9 +82,11 @@ def _report(card: ModelCard, f: WeightFile, digest: str, dest: Path, log: Callab
 
 
 def _by_hand(card: ModelCard, files: list[WeightFile]) -> str:
-    """How to get ``files`` without cirbench downloading them."""
+    """How to get ``files`` without cirbench downloading them (and which file of that name is not the card's)."""
     where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name, f.sha256)}" for f in files)
-    return f"put them in place by hand: {where} (or pass --weights PATH)"
+    other = [str(p) for f in files for p in card.mismatched(f.name)]
+    note = f"; {', '.join(other)} has another sha256 than the card's and is not used" if other else ""
+    return f"put them in place by hand: {where} (or pass --weights PATH){note}"
 
 
 def _unreachable(card: ModelCard, files: list[WeightFile], host: str, why: str) -> WeightsMissing:
