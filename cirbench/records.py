@@ -32,7 +32,7 @@ from .files import dumps, from_json, loads
 
 __all__ = ["FIELDS", "KEY", "GROUP", "RUN_SCHEMA", "Record", "RunInfo", "RecordWriter", "iter_records",
            "read_records", "read_run_info", "recorded_metrics", "output_image_path", "gt_image_path", "check_run",
-           "json_problem", "refuse_links", "ENDED"]
+           "json_problem", "refuse_links", "ENDED", "model_settings", "input_changes"]
 
 RECORDS_FILE = "records.jsonl"
 RUN_FILE = "run.json"
@@ -114,6 +114,43 @@ def recorded_metrics(info: dict, legacy: Sequence[str] = ()) -> dict[str, dict]:
         return {str(m["name"]): {k: v for k, v in m.items() if k != "name"} for m in metrics
                 if isinstance(m, dict) and "name" in m}
     return {m: {} for m in legacy}
+
+
+# A setting's fields that never change a number (the memory layout).
+_NEUTRAL = ("channels_last",)
+
+
+def model_settings(entry: dict) -> dict[str, dict]:
+    """A run.json model entry's inference settings by record label ({"single": {...}, "ntire24": {...}}): one
+    model name may run in several settings into one folder, each its own records. Entries of runs before
+    schema 4 hold one ``setting``, labelled as the records are (its name, plus ``+precision`` unless fp32)."""
+    entry = entry if isinstance(entry, dict) else {}
+    out = {k: v for k, v in (entry.get("settings") or {}).items() if isinstance(v, dict)}
+    old = entry.get("setting")
+    if not out and isinstance(old, dict) and "name" in old:
+        label = old["name"] if old.get("precision", "fp32") == "fp32" else f"{old['name']}+{old['precision']}"
+        out[label] = old
+    return {label: {k: v for k, v in s.items() if k not in _NEUTRAL} for label, s in out.items()}
+
+
+def input_changes(before: dict, now: dict) -> list[str]:
+    """How two run.json entries of one model name differ in what changes its numbers, in words (empty: they
+    agree): the weights, the padding, and the inference setting of any record label both hold. What one entry
+    does not record (an older run) is not compared."""
+    before, now = (e if isinstance(e, dict) else {} for e in (before, now))
+    out = []
+    old_sha, new_sha = before.get("weights_sha256"), now.get("weights_sha256")
+    if old_sha is not None and new_sha is not None and list(old_sha) != list(new_sha):
+        out.append(f"weights (sha256 {str(old_sha[0])[:12] if old_sha else '-'}…, now "
+                   f"{str(new_sha[0])[:12] if new_sha else '-'}…)")
+    a, b = model_settings(before), model_settings(now)
+    for label in sorted(a.keys() & b.keys()):
+        out += [f"{k} {a[label].get(k)!r} (now {b[label].get(k)!r})" for k in sorted(a[label].keys() | b[label].keys())
+                if a[label].get(k) != b[label].get(k)]
+    if isinstance(before.get("padding"), dict) and isinstance(now.get("padding"), dict) \
+            and before["padding"] != now["padding"]:
+        out.append(f"padding {before['padding']} (now {now['padding']})")
+    return out
 
 
 def _safe(text: str) -> str:

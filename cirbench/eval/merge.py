@@ -24,6 +24,7 @@ from ..records import (
     KEY,
     RECORDS_FILE,
     RUN_FILE,
+    input_changes,
     iter_records,
     read_run_info,
     recorded_metrics,
@@ -83,6 +84,11 @@ def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     for i in infos[1:]:
         for k in ("models", "datasets", "skipped"):
             info[k] = {**info.get(k, {}), **i.get(k, {})}
+    for name, entry in (info.get("models") or {}).items():  # every label's setting, from every run
+        labels = {lab: s for i in infos for lab, s in (((i.get("models") or {}).get(name) or {}).get("settings")
+                                                        or {}).items()}
+        if labels:
+            info["models"][name] = {**entry, "settings": labels}
     info["datasets"] = _datasets(infos) if infos else {}
     info["merged_from"] = [{"run": str(d), "shard": i.get("shard"), "status": i.get("status")}
                            for d, i in zip(run_dirs, infos, strict=True)]
@@ -105,26 +111,17 @@ def _merge(run_dirs: list[str | os.PathLike], out: Path, replace: bool) -> int:
     return len(records)
 
 
-# The inputs of a model that change its numbers (run.json's models entries): one name must mean one of each.
-_INPUTS = (("weights_sha256", "weights"), ("setting", "inference setting"), ("padding", "padding"))
-
-
 def _refuse_other_inputs(run_dirs: list, infos: list[dict]) -> None:
-    first: dict[tuple[str, str], tuple] = {}
+    """One model name must mean one set of inputs (weights, padding, each label's inference setting)."""
+    first: dict[str, tuple] = {}
     for d, info in zip(run_dirs, infos, strict=True):
         for name, entry in (info.get("models") or {}).items():
-            for key, words in _INPUTS:
-                value = (entry or {}).get(key)
-                if isinstance(value, dict):
-                    value = {k: v for k, v in value.items() if k != "channels_last"}  # layout: same numbers
-                if value is None:
-                    continue
-                seen = first.setdefault((name, key), (d, value))
-                if seen[1] != value:
-                    show = (lambda v: str(v[0])[:12] + "…") if key == "weights_sha256" else str
-                    raise RunError(f"cannot merge: model {name!r} was run with other {words} in {d} ({show(value)}) "
-                                   f"than in {seen[0]} ({show(seen[1])}); their numbers would be mixed under one name: "
-                                   "merge runs of the same model only, or rerun one of them")
+            seen = first.setdefault(name, (d, entry or {}))
+            changed = input_changes(seen[1], entry or {})
+            if changed:
+                raise RunError(f"cannot merge: model {name!r} was run with other inputs in {d} than in {seen[0]} "
+                               f"({'; '.join(changed)}); their numbers would be mixed under one name: merge runs of "
+                               "the same model only, or rerun one of them")
 
 
 def _datasets(infos: list[dict]) -> dict:

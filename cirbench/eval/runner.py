@@ -37,6 +37,7 @@ from ..records import (
     RUN_SCHEMA,
     RecordWriter,
     gt_image_path,
+    input_changes,
     output_image_path,
     read_run_info,
     recorded_metrics,
@@ -111,38 +112,28 @@ def provenance(protocol: Protocol, device: str, metrics: Sequence[Metric]) -> di
     }
 
 
-def _model_info(model: Restorer) -> dict:
-    """A model's entry in run.json: what it is, and every input of it that changes a number (weights, inference
-    setting, padding), which a resume must not change."""
+def _model_info(model: Restorer, label: str) -> dict:
+    """A model's entry in run.json: what it is, and every input of it that changes a number (weights, the
+    inference setting of its records' label, padding), which a resume must not change."""
     info = model.info
-    return {"params": info.params, "description": info.description, **info.extra,
-            "padding": {"multiple": info.pad_multiple, "mode": info.pad_mode}}
+    entry = {"params": info.params, "description": info.description, **info.extra,
+             "padding": {"multiple": info.pad_multiple, "mode": info.pad_mode}}
+    if isinstance(info.extra.get("setting"), dict):
+        entry["settings"] = {label: info.extra["setting"]}
+    return entry
 
 
-# What in a model's setting never changes a number: the memory layout (and names the preset came from).
-_SETTING_NEUTRAL = ("channels_last",)
-
-
-def _refuse_other_inputs(out: Path, old_models: dict, models: dict[str, Restorer]) -> None:
+def _refuse_other_inputs(out: Path, old_models: dict, new_models: dict) -> None:
     """Records are keyed by model name and setting label, which name neither the weights nor the tiling,
     ensemble or padding: a resume that changes any of them would mix numbers, so it stops here. run.json keeps
     what each model's records were made with (entries of older runs lack some: those are not compared)."""
-    for name, model in models.items():
-        before, now = old_models.get(name) or {}, _model_info(model)
-        changed = []
-        old_sha, new_sha = before.get("weights_sha256"), now.get("weights_sha256")
-        if old_sha is not None and new_sha is not None and list(old_sha) != list(new_sha):
-            changed.append(f"weights (sha256 {old_sha[0][:12]}…, now {new_sha[0][:12]}…)")
-        old_set, new_set = before.get("setting"), now.get("setting")
-        if isinstance(old_set, dict) and isinstance(new_set, dict):
-            changed += [f"{k} {old_set.get(k)!r} (now {new_set.get(k)!r})" for k in sorted({*old_set, *new_set})
-                        if k not in _SETTING_NEUTRAL and old_set.get(k) != new_set.get(k)]
-        if isinstance(before.get("padding"), dict) and before["padding"] != now["padding"]:
-            changed.append(f"padding {before['padding']} (now {now['padding']})")
+    for name, now in new_models.items():
+        changed = input_changes(old_models.get(name) or {}, now)
         if changed:
-            what = "other weights" if changed[0].startswith("weights") and len(changed) == 1 else "other inputs"
-            raise RunError(f"{out}: its records of model {name!r} were made with {what}: {'; '.join(changed)}; "
-                           f"use another --out, or delete {out / RUN_FILE} and that model's records to redo them")
+            what = (f"other {changed[0]}" if len(changed) == 1 and changed[0].startswith("weights")
+                    else f"other inputs: {'; '.join(changed)}")
+            raise RunError(f"{out}: its records of model {name!r} were made with {what}; use another --out, or "
+                           f"delete {out / RUN_FILE} and that model's records to redo them")
 
 
 def _refuse_other_protocol(out: Path, old: dict, protocol: Protocol) -> None:
@@ -287,7 +278,9 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
                        "protocol) is unknown and a resume could mix numbers; use another --out, or pass "
                        "--trust-records to resume them as they are")
     _refuse_other_protocol(out, old, protocol)
-    _refuse_other_inputs(out, old.get("models") or {}, models)
+    settings = {n: _setting_of(m) for n, m in models.items()}
+    entries = {n: _model_info(m, settings[n]) for n, m in models.items()}
+    _refuse_other_inputs(out, old.get("models") or {}, entries)
     _refuse_other_metrics(out, old, metrics, has_records)
     summary = RunSummary(out)
     started = time.perf_counter()
@@ -308,13 +301,16 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     for ds, name, _, _ in work:
         order.setdefault((ds.name, name), len(order))
     work = [w for w in work if order[(w[0].name, w[1])] % shard[1] == shard[0]]
-    settings = {n: _setting_of(m) for n, m in models.items()}
     work, invalid_outputs, skipped_images, kinds = _preflight(work, models, skip_invalid, log)
     info = provenance(protocol, device, metrics)
     info["started"] = old.get("started") or _now()
     info["status"] = "running"
     info["shard"] = f"{shard[0] + 1}/{shard[1]}"
-    info["models"] = {n: _model_info(m) for n, m in models.items()}
+    for n, entry in entries.items():  # the settings of the labels already in the folder stay recorded
+        old_settings = ((old.get("models") or {}).get(n) or {}).get("settings") or {}
+        if "settings" in entry:
+            entry["settings"] = {**old_settings, **entry["settings"]}
+    info["models"] = entries
     labels = [d.name for d in datasets.values()]
     clash = sorted({n for n in labels if labels.count(n) > 1})
     if clash:

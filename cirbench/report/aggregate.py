@@ -26,7 +26,7 @@ import pandas as pd
 from ..errors import ConfigError, RunError
 from ..jpeg import Degradation
 from ..metrics import DEFAULT_METRICS, LUMA_SPACES, REGISTRY, Metric, get_metric
-from ..records import GROUP, KEY, RECORDS_FILE, read_records, read_run_info, recorded_metrics
+from ..records import GROUP, KEY, RECORDS_FILE, input_changes, read_records, read_run_info, recorded_metrics
 from .stats import compare_paired
 
 __all__ = ["BASELINE", "metric_specs", "pick_metrics", "select_space", "aggregate", "load", "comparisons",
@@ -120,41 +120,23 @@ def aggregate(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return out.reset_index()[[*GROUP, "n_images", *metrics, "seconds_per_mp", "qf_err"]]
 
 
-# What in run.json's model entry changes a number: one name with two of these is two models in a report.
-_INPUTS = ("weights_sha256", "setting", "padding")
-
-
-def _inputs(entry: dict) -> tuple:
-    out = []
-    for k in _INPUTS:
-        v = (entry or {}).get(k)
-        if isinstance(v, dict):
-            v = {a: b for a, b in v.items() if a != "channels_last"}  # memory layout: the same numbers
-        out.append(repr(v) if v is not None else None)
-    return tuple(out)
-
-
 def model_labels(run_dirs) -> dict[tuple[str, str], str]:
     """{(run folder, model name): label} for the models whose runs used other weights or inference inputs under
-    one name: ``NAME @SHA8`` (the weights' short digest), or ``NAME @RUN`` (the run folder's name) when only
-    the setting or padding differs. Models run alike everywhere keep their name (absent here)."""
-    seen: dict[str, dict[tuple, list[str]]] = {}
-    entries: dict[tuple[str, str], dict] = {}
+    one name (:func:`~cirbench.records.input_changes`): ``NAME @SHA8`` (the weights' short digest), or
+    ``NAME @RUN`` (the run folder's name) when only the setting or padding differs. Models run alike everywhere
+    keep their name (absent here)."""
+    entries: dict[str, list[tuple[str, dict]]] = {}
     for d in run_dirs:
         for name, entry in (read_run_info(d).get("models") or {}).items():
-            entries[(str(d), name)] = entry or {}
-            seen.setdefault(name, {}).setdefault(_inputs(entry), []).append(str(d))
+            entries.setdefault(name, []).append((str(d), entry or {}))
     labels = {}
-    for name, kinds in seen.items():
-        known = {k: runs for k, runs in kinds.items() if any(v is not None for v in k)}
-        if len(known) < 2:
+    for name, runs in entries.items():
+        if not any(input_changes(a, b) for (_, a) in runs for (_, b) in runs):
             continue
-        weights = {k[0] for k in known}
-        for runs in known.values():
-            for d in runs:
-                sha = entries[(d, name)].get("weights_sha256")
-                tag = str(sha[0])[:8] if len(weights) > 1 and sha else Path(d).name
-                labels[(d, name)] = f"{name} @{tag}"
+        shas = {str((e.get("weights_sha256") or [""])[0]) for _, e in runs}
+        for d, e in runs:
+            sha = e.get("weights_sha256")
+            labels[(d, name)] = f"{name} @{str(sha[0])[:8] if len(shas) > 1 and sha else Path(d).name}"
     return labels
 
 

@@ -173,7 +173,7 @@ def test_merge_refuses_runs_with_other_weights_under_one_name(tmp_path, capsys, 
     assert cli(capsys, *run_args(ds, b, f"{MODULE}:Conv"), "--weights", w2, "--shard", "2/2")[0] == 0
     rc, _, err = cli(capsys, "merge", a, b, "--out", tmp_path / "m")
     assert rc == 2
-    one_line(err, "cannot merge: model 'Conv' was run with other weights in", str(b), str(a))
+    one_line(err, f"cannot merge: model 'Conv' was run with other inputs in {b} than in {a} (weights (sha256")
     assert not (tmp_path / "m" / "records.jsonl").exists()
     c = tmp_path / "c"
     assert cli(capsys, *run_args(ds, c, f"{MODULE}:Conv"), "--weights", w1, "--shard", "2/2")[0] == 0
@@ -200,6 +200,21 @@ def test_a_resume_with_another_input_is_refused(tmp_path, capsys, user_models, f
     assert rc == 2
     one_line(err, str(out), "were made with other inputs", words, "use another --out")
     assert ((out / "records.jsonl").read_bytes(), info(out)["models"]) == before
+
+
+def test_another_setting_label_is_its_own_records_and_each_label_keeps_its_inputs(tmp_path, capsys, user_models):
+    """A record's setting label is part of its key: a model may run single and ntire24 into one folder; run.json
+    keeps each label's setting, so a later change of single's tiling is still refused."""
+    ds = folder(tmp_path, 2)
+    out = tmp_path / "run"
+    assert cli(capsys, *run_args(ds, out, f"{MODULE}:Conv"))[0] == 0
+    rc, _, err = cli(capsys, *run_args(ds, out, f"{MODULE}:Conv"), "--setting", "ntire24")
+    assert rc == 0, err
+    assert {r["setting"] for r in iter_records(out)} == {"single", "ntire24"}
+    assert set(info(out)["models"]["Conv"]["settings"]) == {"single", "ntire24"}
+    rc, _, err = cli(capsys, *run_args(ds, out, f"{MODULE}:Conv"), "--tile", "16")
+    assert rc == 2
+    one_line(err, "were made with other inputs: tile None (now 16)")
 
 
 def test_a_modified_standard_image_is_refused_or_skipped_and_marked(tmp_path, capsys, data_root):

@@ -6,10 +6,9 @@ docstrings and strings never count, and aliases such as ``from torch import load
   ``eval``/``exec``).
 * No shell: no ``os.system``/``os.popen``/``subprocess.getoutput``, no ``shell=True``; subprocesses get
   argument lists, so user strings are never parsed by a shell.
-* Archive extraction: cirbench extracts no archives (datasets are unpacked by the user, see
-  ``cirbench datasets list``), so the rule "reject absolute paths and '..'" holds trivially. The test
-  below fails if ``tarfile``/``zipfile``/``shutil.unpack_archive`` appear; whoever adds extraction must
-  add a safe-extract helper (reject absolute members and '..') and a test for it here.
+* Archive extraction happens in one place, ``cirbench.files.safe_extract``, which checks every member
+  (absolute paths, '..', links, devices) and streams each wanted file itself, size-checked; nothing calls
+  ``extractall`` or ``shutil.unpack_archive`` (tests/eval/test_fetch.py holds the behavioural tests).
 """
 
 from __future__ import annotations

@@ -430,8 +430,12 @@ def test_a_partial_mean_carries_a_mark_and_n_of_m_in_every_format(tmp_path):
 def test_records_of_a_dataset_run_json_does_not_announce_are_marked(tmp_path):
     """Records of another run appended to this one became unmarked columns."""
     run = _copy_run(tmp_path, datasets={"classic5": {"images": 3}})
+    lines = (run / "records.jsonl").read_text().splitlines()
+    appended = {**json.loads(lines[0]), "qf": 30}  # one image of a QF the run never asked for
+    (run / "records.jsonl").write_text("\n".join([*lines, json.dumps(appended)]) + "\n")
     md = render(run, "md")
     assert "live1 is not among the datasets run.json announces" in md and "QF 10 ‡" in md
+    assert "classic5 QF 30 (gray): jpeg: 1 of 3 images" in md
     assert all("of ? images" in r["note"] for r in _rows(render(run, "csv"), "csv") if r["dataset"] == "live1")
 
 
