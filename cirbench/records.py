@@ -417,6 +417,9 @@ def check_run(run_dir: str | os.PathLike, legacy_metrics: Sequence[str] = ()) ->
         why = (info.get("stopped") or {}).get("reason", "")
         notes.append(f"{run / RUN_FILE}: the last run into this folder was {status}"
                      + (f" ({why})" if why else "") + "; rerun the same command to complete it")
+    elif status == "running":  # no end recorded: killed (kill -9, a power cut), or still at work
+        notes.append(f"{run / RUN_FILE}: the last run into this folder recorded no end (killed, or still running); "
+                     "rerun the same command to complete it")
     skipped = {d: len(v) for d, v in info.get("skipped_images", {}).items()}
     whole = info.get("shard", "1/1") == "1/1"  # a shard covers a part of each dataset by design
     for (model, _, dataset, deg, qf), imgs in sorted(images.items(), key=str):

@@ -196,3 +196,5 @@ def test_records_check_flags_what_would_make_a_mean_wrong(tmp_path):
     assert any("records of dataset(s) live1, which run.json does not list" in e for e in errors)
     assert any("2 of 5 images" in n for n in notes)
     assert any("the last run into this folder was interrupted (Ctrl-C)" in n for n in notes)
+    (tmp_path / "run.json").write_text(json.dumps({"models": {"jpeg": {}}, "status": "running"}))  # kill -9
+    assert any("recorded no end (killed, or still running)" in n for n in check_run(tmp_path)[1])
