@@ -50,10 +50,14 @@ class Results:
         return render([self.out], format, **options)
 
 
-def _csv(value) -> list | None:
+def _csv(value, what: str = "") -> list | None:
+    """A name, or several; None when not given. An empty list is an error: it would mean "no filter"."""
     if value is None:
         return None
-    return [value] if isinstance(value, (str, int)) else list(value)
+    out = [value] if isinstance(value, (str, int)) else list(value)
+    if not out or any(v == "" for v in out):
+        raise ConfigError(f"{what or 'a list'} {value!r} names nothing; give names, or None for the default")
+    return out
 
 
 def build_models(names: Sequence[str], *, weights=None, settings=None, device: str = "cpu",
@@ -106,11 +110,23 @@ def _protocol(protocol, datasets, qfs):
 
 
 def _samples_when_nothing_present(protocol, root, log):
-    """A fresh machine has no standard dataset: say how to get each, and run on the bundled samples."""
-    from .eval.datasets import REGISTRY, SAMPLES, data_root, present
+    """A fresh machine has no standard dataset: say how to get each, and run on the bundled samples. A protocol
+    of the user's own folders is not a fresh machine: its missing folders are an error."""
+    from .errors import DatasetMissing
+    from .eval.datasets import REGISTRY, SAMPLES, data_root, get_dataset, present
 
     if any(present(d, root) for d in protocol.datasets):
         return protocol
+    folders = [d for d in protocol.datasets if d not in REGISTRY]
+    if folders:
+        why = []
+        for d in folders:
+            try:
+                get_dataset(d, root)
+            except DatasetMissing as exc:
+                why.append(str(exc))
+        raise DatasetMissing(f"none of the protocol's datasets is present ({'; '.join(why)}); create the folders "
+                             "or name others with --datasets")
     commands = list(dict.fromkeys(REGISTRY[d].fetch_command for d in protocol.datasets if d in REGISTRY))
     log(f"none of the protocol's datasets ({', '.join(protocol.datasets)}) is under {data_root(root)}; get them "
         f"with: {'; '.join(commands)}. Running on the photographs bundled with scikit-image "
@@ -126,7 +142,7 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
              ensemble: str | None = None, precision: str = "fp32", channels_last: bool = False,
              shard: str | None = None, save_images: bool = False, skip_invalid: bool = False,
              profile: bool = False, progress: bool | None = None, samples_fallback: bool = False,
-             log: Callable[[str], None] | None = None) -> Results:
+             trust_records: bool = False, log: Callable[[str], None] | None = None) -> Results:
     """Evaluate ``models`` (names: cards, ``jpeg``, ``outputs:TEMPLATE``, ``module:attr``; default the
     protocol's) on ``protocol`` (a name or a TOML path; default ``blind``), restricted to ``datasets`` and
     ``qf``. Without a protocol but with datasets or QFs, an ad-hoc blind run on exactly those. ``metrics``: names
@@ -135,23 +151,24 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
     Datasets named here must be present; a protocol's others are skipped when absent. ``samples_fallback``: when
     none of the protocol's datasets is present (and none was named), run on the bundled samples instead.
     ``progress``: None (default) a bar on a terminal and a line every 30 s elsewhere; False silent.
-    Under torchrun every rank evaluates its share and rank 0 merges. Rerunning into the same ``out`` resumes."""
+    Under torchrun every rank evaluates its share and rank 0 merges. Rerunning into the same ``out`` resumes;
+    records there without a run.json (their provenance lost) are resumed only with ``trust_records``."""
     from .eval import distributed as dist_run
     from .eval.runner import parse_shard
     from .zoo.inference import InferenceSettings
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    datasets, qfs = _csv(datasets), [int(q) for q in _csv(qf) or []] or None
+    datasets, qfs = _csv(datasets, "datasets"), [int(q) for q in _csv(qf, "qf") or []] or None
     proto = _protocol(protocol, datasets, qfs)
     if not proto.jobs:
         raise ConfigError("nothing to run: the dataset/QF filters left no job in the protocol")
-    metric_list = resolve_metrics(_csv(metrics)) if metrics is not None else resolve_metrics(
+    metric_list = resolve_metrics(_csv(metrics, "metrics")) if metrics is not None else resolve_metrics(
         proto.metrics or DEFAULT_METRICS, allow_code=False, where=str(proto.path))
     settings = InferenceSettings.named(setting or proto.setting, precision=precision, channels_last=channels_last,
                                        **({"tile": tile} if tile else {}),
                                        **({"overlap": overlap} if overlap is not None else {}),
                                        **({"ensemble": ensemble} if ensemble else {}))
-    names = _csv(models) or list(proto.models)
+    names = _csv(models, "models") or list(proto.models)
     weighted = [n for n in names if n != "jpeg"]
     if weights and len(weighted) != 1:
         raise ConfigError(f"weights= needs exactly one model besides jpeg, got {', '.join(weighted)}")
@@ -170,7 +187,8 @@ def evaluate(models: Sequence[str] | str | None = None, protocol: str | os.PathL
             out = Path(tmp.name) / proto.name
         out = Path(out)
         kwargs = dict(data_root=data_root, required_datasets=set(datasets or ()), save_images=save_images,
-                      skip_invalid=skip_invalid, metrics=metric_list, progress=progress, log=log)
+                      skip_invalid=skip_invalid, metrics=metric_list, progress=progress,
+                      trust_records=trust_records, log=log)
         if ctx.world == 1:
             kwargs["shard"] = parse_shard(shard)
         elif shard:

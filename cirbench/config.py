@@ -37,6 +37,10 @@ def load_toml(path: str | os.PathLike) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a TOML file; name the .toml file itself") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied; make the file readable") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
 

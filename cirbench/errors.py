@@ -4,7 +4,7 @@ the fix; the command line prints it and exits 2. Any other exception is a bug an
 from __future__ import annotations
 
 __all__ = ["CirbenchError", "ConfigError", "DatasetMissing", "ImageError", "RunError", "InvalidInputs",
-           "CheckpointError", "WeightsMissing", "FetchError", "Unreachable"]
+           "CheckpointError", "WeightsMissing", "FetchError", "Unreachable", "Interrupted"]
 
 
 class CirbenchError(Exception):
@@ -55,3 +55,13 @@ class Unreachable(FetchError):
     def __init__(self, message: str, *, host: str, why: str):
         super().__init__(message)
         self.host, self.why = host, why
+
+
+class Interrupted(KeyboardInterrupt):
+    """Not a failure: the process was asked to stop (SIGTERM, from ``kill`` or a job scheduler). A
+    KeyboardInterrupt, so everything that tidies up after Ctrl-C (run.json says "interrupted") does so for it
+    too; ``signal_name`` and ``exit_code`` (128 + the signal's number) say which."""
+
+    def __init__(self, signal_name: str, exit_code: int):
+        super().__init__(signal_name)
+        self.signal_name, self.exit_code = signal_name, exit_code

@@ -13,12 +13,14 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "sha256_file", "cache_dir", "to_json", "from_json", "dumps", "loads", "offline",
-           "download", "url_exists", "unreachable", "safe_extract", "FolderLock"]
+__all__ = ["atomic_write", "sha256_file", "verified_sha256", "inside", "cache_dir", "to_json", "from_json", "dumps",
+           "loads", "offline", "download", "url_exists", "unreachable", "safe_extract", "MAX_MEMBER_BYTES",
+           "FolderLock"]
 
 
 def _umask_mode() -> int:
@@ -61,6 +63,44 @@ def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, streamed (large checkpoints never sit in memory)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def inside(name: str) -> bool:
+    """Whether ``name``, a path read from a data file (a card, a protocol, a manifest), stays inside the folder
+    it is joined to: relative, without ``..`` or a backslash, and naming something."""
+    if not name or "\\" in name or "\0" in name:
+        return False
+    p = Path(name)
+    return not p.is_absolute() and ".." not in p.parts and p.parts not in ((), (".",))
+
+
+_VERIFIED = "verified.json"
+_verified_lock = threading.Lock()
+
+
+def verified_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a large file that is checked again and again (weights): computed once per (path, size,
+    mtime) and remembered in ``$CIRBENCH_CACHE/verified.json``; a file that changes is hashed again."""
+    path = Path(path)
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    store = cache_dir() / _VERIFIED
+    with _verified_lock:
+        try:
+            known = loads(store.read_text()) if store.is_file() else {}
+        except (ValueError, OSError):
+            known = {}  # a damaged record only costs a new hash
+        if isinstance(known, dict) and isinstance(known.get(key), str):
+            return known[key]
+        digest = sha256_file(path)
+        known = {k: v for k, v in (known if isinstance(known, dict) else {}).items()
+                 if not k.startswith(f"{path.resolve()}|")}
+        known[key] = digest
+        try:
+            atomic_write(store, dumps(known))
+        except OSError:
+            pass  # a read-only cache only costs a new hash next time
+        return digest
 
 
 def cache_dir() -> Path:
@@ -227,10 +267,22 @@ def _cut_off(exc: BaseException) -> str:
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 
 
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+# The most one archive member may hold when nothing says how large it should be (a manifest without sizes):
+# far above any test image (DIV2K's largest is under 7 MB), far below a disk.
+MAX_MEMBER_BYTES = 256 * 2**20
+_CHUNK = 2**20
+
+
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike,
+                 wanted: Callable[[str], int | None] | None = None) -> Path:
     """Extract a .tar(.gz/.bz2/.xz) or .zip archive into ``dest`` after checking every member: absolute
-    paths, ``..``, links and devices are refused (FetchError naming the member) before anything is
-    written outside ``dest``. Returns ``dest``."""
+    paths, ``..``, links and devices are refused (FetchError naming the member) before anything is written.
+
+    ``wanted(name)`` says which regular members to write and the most bytes each may hold (None: skip it);
+    without it every file is written, each up to :data:`MAX_MEMBER_BYTES`. A member's declared size is checked
+    before it is written, and its bytes are counted as they are streamed (a header can lie), so a small
+    archive of zeros cannot fill the disk. On any refusal or write error the files written so far stay in
+    ``dest`` for the caller to remove (a staging folder). Returns ``dest``."""
     import stat
     import tarfile
     import zipfile
@@ -240,11 +292,36 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
+    limit_of = wanted or (lambda name: MAX_MEMBER_BYTES)
 
     def check(name: str) -> None:
         target = (root / name).resolve()
         if Path(name).is_absolute() or ".." in Path(name).parts or not target.is_relative_to(root):
             raise FetchError(f"{archive}: refused, member {name!r} would be written outside the target folder")
+
+    def too_big(name: str, size: int, limit: int) -> FetchError:
+        return FetchError(f"{archive}: refused, member {name!r} holds {size} bytes or more, above the {limit} it may "
+                          "hold (its size in the manifest, or the limit for one file); nothing was kept")
+
+    def write(name: str, declared: int, source) -> None:
+        limit = limit_of(name)
+        if limit is None:
+            return
+        if declared > limit:
+            raise too_big(name, declared, limit)
+        target = root / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with source() as src, open(target, "wb") as out:
+                got = 0
+                while chunk := src.read(_CHUNK):
+                    got += len(chunk)
+                    if got > limit:
+                        raise too_big(name, got, limit)
+                    out.write(chunk)
+        except OSError as exc:
+            raise FetchError(f"{archive}: cannot extract {name!r} ({exc.strerror or exc}); nothing was kept; free "
+                             "disk space and retry") from None
 
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -254,7 +331,8 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                 if stat.S_ISLNK(m.external_attr >> 16):
                     raise FetchError(f"{archive}: refused, member {m.filename!r} is a link")
             for m in members:
-                zf.extract(m, root)
+                if not m.is_dir():
+                    write(m.filename, m.file_size, lambda m=m: zf.open(m))
         return dest
     if not tarfile.is_tarfile(archive):
         raise FetchError(f"{archive}: not a zip or tar archive")
@@ -265,11 +343,24 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
             if not (m.isfile() or m.isdir()):
                 kind = "a link" if (m.issym() or m.islnk()) else "a device or special file"
                 raise FetchError(f"{archive}: refused, member {m.name!r} is {kind}")
-        tf.extractall(root, members=members, filter="data")  # the data filter checks again
+        for m in members:
+            if m.isfile():
+                write(m.name, m.size, lambda m=m: tf.extractfile(m))
     return dest
 
 
 # --- one writer per folder -----------------------------------------------------------------------------------
+
+
+def _fix(exc: OSError) -> str:
+    """What to do about a failed write, in the user's words."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free disk space"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable"
+    return "check the disk"
 
 LOCK_NAME = ".cirbench.lock"
 
@@ -292,19 +383,39 @@ class FolderLock:
 
         from .errors import RunError
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"{self.folder}: cannot create the folder ({exc.strerror or exc}); choose another folder "
+                           f"for this {self.what}") from None
         owner = self.folder / (LOCK_NAME + ".owner")
+        for p in (self.folder / LOCK_NAME, owner):
+            if p.is_symlink():  # filelock opens its file with O_TRUNC: a link would truncate what it points to
+                raise RunError(f"{p}: is a symbolic link (to {os.readlink(p)}); cirbench never writes through a link "
+                               "in a folder it writes: remove the link")
         lock = FileLock(self.folder / LOCK_NAME)
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            held = owner.read_text().strip() if owner.exists() else "unknown process"
+            try:
+                held = owner.read_text().strip() if owner.exists() else "unknown process"
+            except OSError:
+                held = "unknown process"
             raise RunError(f"{self.folder}: another cirbench process is writing this folder ({held}); wait for it "
                            f"to finish or use another folder for this {self.what}") from None
+        except OSError as exc:
+            raise RunError(f"{self.folder}: cannot lock the folder ({exc.strerror or exc}); "
+                           f"{_fix(exc)} and rerun") from None
         self._lock = lock
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {started}: "
-                         f"{' '.join(['cirbench', *sys.argv[1:]])[:200]}\n")
+        command = " ".join(["cirbench", *sys.argv[1:]])[:200]
+        note = f"pid {os.getpid()} on {socket.gethostname()} since {started}: {command}"
+        try:  # who holds the lock, for the message a second process gets: never through a link
+            fd = os.open(owner, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(note + "\n")
+        except OSError:
+            pass  # only the note is lost (a full disk): the write that matters says so itself, in one line
         return self
 
     def __exit__(self, *exc):

@@ -12,12 +12,16 @@ Records are keyed by ``KEY`` (one record per image, degradation, metric space, m
 a run that is restarted skips every key already present. A final line cut short by a crash is
 ignored on read and truncated away before the next append, so nothing partial survives. Any other
 malformed line (a disk error, a hand edit) is an error naming the file and the line: never a silent drop.
+Files a run writes are never reached through a symbolic link (a link is refused, not followed), so a run
+folder cannot be made to truncate or overwrite a file elsewhere.
 :func:`check_run` validates a whole run folder (``cirbench records check``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +31,8 @@ from .errors import RunError
 from .files import dumps, from_json, loads
 
 __all__ = ["FIELDS", "KEY", "GROUP", "RUN_SCHEMA", "Record", "RunInfo", "RecordWriter", "iter_records",
-           "read_records", "read_run_info", "recorded_metrics", "output_image_path", "gt_image_path", "check_run"]
+           "read_records", "read_run_info", "recorded_metrics", "output_image_path", "gt_image_path", "check_run",
+           "json_problem", "refuse_links", "ENDED", "model_settings", "input_changes"]
 
 RECORDS_FILE = "records.jsonl"
 RUN_FILE = "run.json"
@@ -50,8 +55,11 @@ FIELDS = (
 KEY = ("model", "setting", "dataset", "image", "degradation", "qf", "space")
 GROUP = ("model", "setting", "dataset", "degradation", "qf", "space")
 # run.json's layout version: 2 added the schema field itself, models' profiles and saved images; 3 the
-# ``metrics`` specs (a run of schema 2 or less recorded the default metrics, which callers name).
-RUN_SCHEMA = 3
+# ``metrics`` specs (a run of schema 2 or less recorded the default metrics, which callers name); 4 how the
+# run ended (``status``), each model's inference setting and padding (a resume with others is refused).
+RUN_SCHEMA = 4
+# run.json's ``status``: how the last run into the folder ended (a folder being written says "running").
+ENDED = ("finished", "interrupted", "failed", "running")
 
 
 class Record(TypedDict, total=False):
@@ -86,7 +94,9 @@ class RunInfo(TypedDict, total=False):
     threads: int
     command: str
     started: str
-    finished: str
+    finished: str  # when the run finished (absent while running or after an interruption)
+    status: str  # one of ENDED
+    stopped: dict  # when and why a run that did not finish stopped
     shard: str
     models: dict[str, dict]  # name -> params, description, card, weights sha256, profile...
     datasets: dict[str, dict]  # name -> images, source, manifest sha256
@@ -104,6 +114,43 @@ def recorded_metrics(info: dict, legacy: Sequence[str] = ()) -> dict[str, dict]:
         return {str(m["name"]): {k: v for k, v in m.items() if k != "name"} for m in metrics
                 if isinstance(m, dict) and "name" in m}
     return {m: {} for m in legacy}
+
+
+# A setting's fields that never change a number (the memory layout).
+_NEUTRAL = ("channels_last",)
+
+
+def model_settings(entry: dict) -> dict[str, dict]:
+    """A run.json model entry's inference settings by record label ({"single": {...}, "ntire24": {...}}): one
+    model name may run in several settings into one folder, each its own records. Entries of runs before
+    schema 4 hold one ``setting``, labelled as the records are (its name, plus ``+precision`` unless fp32)."""
+    entry = entry if isinstance(entry, dict) else {}
+    out = {k: v for k, v in (entry.get("settings") or {}).items() if isinstance(v, dict)}
+    old = entry.get("setting")
+    if not out and isinstance(old, dict) and "name" in old:
+        label = old["name"] if old.get("precision", "fp32") == "fp32" else f"{old['name']}+{old['precision']}"
+        out[label] = old
+    return {label: {k: v for k, v in s.items() if k not in _NEUTRAL} for label, s in out.items()}
+
+
+def input_changes(before: dict, now: dict) -> list[str]:
+    """How two run.json entries of one model name differ in what changes its numbers, in words (empty: they
+    agree): the weights, the padding, and the inference setting of any record label both hold. What one entry
+    does not record (an older run) is not compared."""
+    before, now = (e if isinstance(e, dict) else {} for e in (before, now))
+    out = []
+    old_sha, new_sha = before.get("weights_sha256"), now.get("weights_sha256")
+    if old_sha is not None and new_sha is not None and list(old_sha) != list(new_sha):
+        out.append(f"weights (sha256 {str(old_sha[0])[:12] if old_sha else '-'}…, now "
+                   f"{str(new_sha[0])[:12] if new_sha else '-'}…)")
+    a, b = model_settings(before), model_settings(now)
+    for label in sorted(a.keys() & b.keys()):
+        out += [f"{k} {a[label].get(k)!r} (now {b[label].get(k)!r})" for k in sorted(a[label].keys() | b[label].keys())
+                if a[label].get(k) != b[label].get(k)]
+    if isinstance(before.get("padding"), dict) and isinstance(now.get("padding"), dict) \
+            and before["padding"] != now["padding"]:
+        out.append(f"padding {before['padding']} (now {now['padding']})")
+    return out
 
 
 def _safe(text: str) -> str:
@@ -131,6 +178,16 @@ def _key(rec: dict) -> tuple:
     return tuple(rec[k] for k in KEY)
 
 
+def json_problem(exc: ValueError) -> str:
+    """A JSON or UTF-8 decoding error in words, with where it is (json's own message for a control character
+    ends in a dangling "at")."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+    return str(exc)
+
+
 def _lines(path: Path) -> Iterator[tuple[int, dict | str]]:
     """(line number, record) per complete line, or (line number, problem) for a malformed one."""
     with open(path, "rb") as fh:
@@ -140,12 +197,28 @@ def _lines(path: Path) -> Iterator[tuple[int, dict | str]]:
             try:
                 rec = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield n, f"not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+                problem = json_problem(exc)
+                yield n, f"not JSON ({problem.replace(' at line 1 column', ' at column')})"
                 continue
             if not isinstance(rec, dict):
                 yield n, "not a JSON object"
                 continue
+            problem = _key_problem(rec)
+            if problem:
+                yield n, problem
+                continue
             yield n, {k: from_json(v) for k, v in rec.items()}
+
+
+def _key_problem(rec: dict) -> str | None:
+    """Why a record cannot be matched to its key (resume, merge, report), or None: every KEY field present,
+    the QF an integer and the others strings."""
+    lacking = [k for k in KEY if k not in rec]
+    if lacking:
+        return f"lacks {', '.join(lacking)}"
+    bad = [k for k in KEY if not (isinstance(rec[k], int) and not isinstance(rec[k], bool) if k == "qf"
+                                  else isinstance(rec[k], str))]
+    return f"{', '.join(bad)} of the wrong type" if bad else None
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict]:
@@ -178,20 +251,66 @@ def read_records(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]):
 
 
 def read_run_info(run_dir: str | os.PathLike) -> RunInfo:
-    """The provenance of a run (``run.json``), or {} if it has none yet."""
+    """The provenance of a run (``run.json``), or {} if it has none yet; a file that is not a JSON object is a
+    RunError naming it."""
     p = Path(run_dir) / RUN_FILE
-    return loads(p.read_text()) if p.exists() else {}
+    if not p.exists():
+        return {}
+    try:
+        info = loads(p.read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise RunError(f"{p}: malformed run.json ({json_problem(exc)}); restore it from a backup, or use another "
+                       "run folder (without it the records' provenance is lost)") from None
+    except OSError as exc:
+        raise RunError(f"{p}: cannot read run.json ({exc.strerror or exc})") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{p}: malformed run.json (a JSON {type(info).__name__}, not an object); restore it from a "
+                       "backup, or use another run folder")
+    return info
+
+
+def refuse_links(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` (inside run folder ``root``) when no part of it below ``root`` is a symbolic link; a run writes
+    only files it owns, so a link (to a file or a folder elsewhere) is an error naming it, never followed."""
+    root, path = Path(root), Path(path)
+    p = root
+    for part in path.relative_to(root).parts:
+        p = p / part
+        if p.is_symlink():
+            raise RunError(f"{p}: is a symbolic link (to {os.readlink(p)}); cirbench writes only files it owns in a "
+                           "run folder and never follows a link there: remove the link, or use another --out")
+    return path
 
 
 class RecordWriter:
-    """Append-only record file that survives ``kill -9``: each batch is flushed and fsynced."""
+    """Append-only record file that survives ``kill -9``: each batch is flushed and fsynced. The file is opened
+    without following a link (O_NOFOLLOW): a records.jsonl that is a link is refused before anything is cut."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / RECORDS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_links(self.path.parent, self.path)
         self._repair()
-        self.done = {_key(r) for r in iter_records(self.path)}
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self.done = set()
+        for n, rec in _lines(self.path) if self.path.exists() else ():
+            if isinstance(rec, str):  # e.g. a record without its dataset: it could not be matched on resume
+                raise RunError(f"{self.path}:{n}: malformed record ({rec}); restore the file from a backup, or "
+                               "delete that line and rerun to recompute it (`cirbench records check` lists every "
+                               "problem)")
+            self.done.add(_key(rec))
+        self._fh = self._open("a")
+
+    def _open(self, mode: str):
+        flags = {"a": os.O_WRONLY | os.O_APPEND | os.O_CREAT, "r+": os.O_RDWR}[mode]
+        try:
+            fd = os.open(self.path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link put there after the check
+                refuse_links(self.path.parent, self.path)
+            fix = "make it writable" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "check the disk"
+            raise RunError(f"{self.path}: cannot write records ({exc.strerror or exc}); {fix} and rerun the same "
+                           "command, or use another --out") from None
+        return os.fdopen(fd, "ab" if mode == "a" else "r+b")
 
     def _repair(self) -> None:
         # Cut a torn last line so the next append starts on a fresh line.
@@ -200,7 +319,7 @@ class RecordWriter:
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
+            with self._open("r+") as fh:
                 fh.truncate(keep)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -219,7 +338,7 @@ class RecordWriter:
                 raise ValueError(f"record lacks fields {missing}")
             lines.append(dumps(rec) + "\n")
             keys.add(_key(rec))
-        self._fh.write("".join(lines))
+        self._fh.write("".join(lines).encode("utf-8"))
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.done |= keys  # only once on disk: a batch refused half-way marks nothing done
@@ -235,9 +354,11 @@ class RecordWriter:
 
 
 def check_run(run_dir: str | os.PathLike, legacy_metrics: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """Validate a run folder: every line parses, records have the schema's fields, a number for every metric
-    run.json lists in their space (``legacy_metrics`` for runs older than the list), no key is recorded twice,
-    and each (model, dataset, degradation, QF) covers the images run.json announces. Returns (errors, notes)."""
+    """Validate a run folder: every line parses, records have the schema's fields, a number (not NaN) for every
+    metric run.json lists in their space (``legacy_metrics`` for runs older than the list), no key is recorded
+    twice, every dataset is one run.json announces, and each (model, dataset, degradation, QF) covers the images
+    it announces (else a note: a mean over them is partial); a run that did not finish is noted. Returns
+    (errors, notes)."""
     run = Path(run_dir)
     path = run / RECORDS_FILE
     if not path.is_file():
@@ -246,7 +367,11 @@ def check_run(run_dir: str | os.PathLike, legacy_metrics: Sequence[str] = ()) ->
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
         notes.append(f"{path}: the last line is cut short (a killed run); the next run removes it")
-    info = read_run_info(run) if (run / RUN_FILE).is_file() else {}
+    try:
+        info = read_run_info(run) if (run / RUN_FILE).is_file() else {}
+    except RunError as exc:
+        errors.append(str(exc))
+        info = {}
     metrics = recorded_metrics(info, legacy_metrics)
     seen: dict[tuple, int] = {}
     images: dict[tuple, set] = {}
@@ -268,6 +393,10 @@ def check_run(run_dir: str | os.PathLike, legacy_metrics: Sequence[str] = ()) ->
         if bad:
             errors.append(f"{path}:{n}: {', '.join(bad)} of the wrong type")
             continue
+        nan = [m for m in wanted if isinstance(rec[m], float) and math.isnan(rec[m])]
+        if nan:
+            errors.append(f"{path}:{n}: {', '.join(nan)} is NaN (not a number): a mean over it is undefined; "
+                          "rerun that image, or find why the metric failed")
         key = tuple(rec[k] for k in KEY)
         if key in seen:
             errors.append(f"{path}:{n}: duplicate of line {seen[key]} ({'/'.join(map(str, key))})")
@@ -275,9 +404,22 @@ def check_run(run_dir: str | os.PathLike, legacy_metrics: Sequence[str] = ()) ->
         seen[key] = n
         images.setdefault(tuple(rec[k] for k in ("model", "setting", "dataset", "degradation", "qf")),
                           set()).add(rec["image"])
-    if not info:
+    if not (run / RUN_FILE).is_file():
         errors.append(f"{run / RUN_FILE}: missing: the run's provenance is lost")
-    announced = {d: v.get("images") for d, v in info.get("datasets", {}).items()}
+    announced = {d: (v or {}).get("images") for d, v in (info.get("datasets") or {}).items()}
+    if info:
+        strays = sorted({k[2] for k in images} - set(announced))
+        if strays:
+            errors.append(f"{path}: records of dataset(s) {', '.join(strays)}, which {RUN_FILE} does not list "
+                          "(appended from another run?): their means would cover an unknown share of the set")
+    status = info.get("status")
+    if status in ("interrupted", "failed"):
+        why = (info.get("stopped") or {}).get("reason", "")
+        notes.append(f"{run / RUN_FILE}: the last run into this folder was {status}"
+                     + (f" ({why})" if why else "") + "; rerun the same command to complete it")
+    elif status == "running":  # no end recorded: killed (kill -9, a power cut), or still at work
+        notes.append(f"{run / RUN_FILE}: the last run into this folder recorded no end (killed, or still running); "
+                     "rerun the same command to complete it")
     skipped = {d: len(v) for d, v in info.get("skipped_images", {}).items()}
     whole = info.get("shard", "1/1") == "1/1"  # a shard covers a part of each dataset by design
     for (model, _, dataset, deg, qf), imgs in sorted(images.items(), key=str):

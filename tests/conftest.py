@@ -50,7 +50,8 @@ def data_root():
 @pytest.fixture
 def http_server(tmp_path):
     """A local HTTP server on 127.0.0.1 serving ``root`` (a folder the test fills); a path starting with
-    ``/truncated/`` sends the named file's full Content-Length but only half its bytes, then closes."""
+    ``/truncated/`` sends the named file's full Content-Length but only half its bytes, then closes; one starting
+    with ``/nolength/`` sends half the bytes with no Content-Length and closes (a body that looks whole)."""
     import http.server
     import threading
 
@@ -69,6 +70,15 @@ def http_server(tmp_path):
                 data = (root / self.path[len("/truncated/"):]).read_bytes()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            if self.path.startswith("/nolength/"):
+                data = (root / self.path[len("/nolength/"):]).read_bytes()
+                self.send_response(200)
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
@@ -111,3 +121,47 @@ def no_dns(monkeypatch):
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``fill(folder)``: from then on, as on a full disk, nothing can be created or written under ``folder``
+    (ENOSPC from every open for writing, os.open with a write flag, and mkdir); reads still work."""
+    import builtins
+    import errno
+    import io
+
+    full: list[Path] = []
+
+    def blocked(path) -> bool:
+        try:
+            p = Path(os.fsdecode(path)).absolute()
+        except TypeError:  # a file descriptor
+            return False
+        return any(p == f or f in p.parents for f in full)
+
+    def enospc(path):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and blocked(file):
+            raise enospc(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and blocked(path):
+            raise enospc(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if blocked(path) and not os.path.isdir(path):
+            raise enospc(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    return lambda folder: full.append(Path(folder).absolute())

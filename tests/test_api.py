@@ -52,7 +52,8 @@ def test_temporary_run_lives_with_its_results():
     assert out.is_dir() and len(res.records) == 3 * 4  # 3 colour images x 4 spaces
     assert set(res.records["space"]) == {"y", "y-float", "y-full", "rgb"}
     csv = res.report("csv")
-    assert csv.splitlines()[0].startswith("model,setting,dataset,degradation,qf,space,n_images,psnr,ssim,psnrb")
+    assert csv.splitlines()[0].startswith("model,setting,dataset,degradation,qf,space,n_images,n_expected,psnr,ssim,"
+                                          "psnrb")
     del res
     import gc
 

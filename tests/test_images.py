@@ -189,3 +189,67 @@ def test_bomb_guard_holds_across_threads(tmp_path):
             results = list(pool.map(read, [huge, small] * 40))
     assert all("decompression-bomb guard" in r for r in results[::2])
     assert all(r == (40, 40, 3) for r in results[1::2])
+
+
+# --- issue 23: what was once scored as something else -------------------------------------------------------
+def _png48(path, width=20, height=16):
+    """A 16-bit-per-channel RGB PNG (48-bit), written by hand: Pillow opens it as 8-bit RGB."""
+    import struct
+    import zlib
+
+    rows = np.random.default_rng(0).integers(0, 65536, (height, width * 3), dtype=np.uint16).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16bit_colour_png_refused_as_16bit_gray_is(tmp_path):
+    p = tmp_path / "rgb48.png"
+    _png48(p)
+    assert Image.open(p).mode == "RGB"  # what Pillow makes of it: the high byte of each sample
+    with pytest.raises(ImageError, match=r"rgb48\.png: 16-bit colour .*convert to 8-bit first"):
+        read_image(p)
+
+
+def _frames(n=3):
+    return [Image.fromarray(np.full((16, 20, 3), 40 * i, np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("name,kwargs", [("anim.png", {}), ("pages.tif", {}), ("anim.webp", {"lossless": True})],
+                         ids=["apng", "multi-page-tiff", "animated-webp"])
+def test_several_frames_are_refused(tmp_path, name, kwargs):
+    first, *rest = _frames()
+    first.save(tmp_path / name, save_all=True, append_images=rest, **kwargs)
+    with pytest.raises(ImageError, match=rf"{name}: 3 frames \(an animation or a multi-page file\)"):
+        read_image(tmp_path / name)
+
+
+def test_gif_dangling_links_and_unreadable_files_are_named(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    import os
+
+    _frames(1)[0].save(tmp_path / "x.gif")
+    with pytest.raises(ImageError, match=r"x\.gif: GIF is not an evaluation format.*convert the image to PNG"):
+        read_image(tmp_path / "x.gif")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ImageError, match=r"gone\.png: a link to a missing file .*nowhere\.png"):
+        read_image(tmp_path / "gone.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    assert images.list_images(tmp_path) == [tmp_path / "a.png"]
+    assert images.list_images(tmp_path, refused=True) == [tmp_path / n for n in ("a.png", "gone.png", "x.gif")]
+    real = builtins.open
+
+    def denied(file, *a, **k):  # root reads any file: the permission error is simulated
+        if str(file).endswith("a.png"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(ImageError, match=r"a\.png: permission denied; make the file readable") as err:
+        read_image(tmp_path / "a.png")
+    assert "corrupt" not in str(err.value)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -137,3 +138,63 @@ def test_refused_batch_marks_nothing_done(tmp_path):
         assert not w.has(**{k: rec("a.png")[k] for k in KEY})
         w.write([rec("a.png")])  # not skipped as a duplicate of a record that was never written
     assert [r["image"] for r in iter_records(tmp_path)] == ["a.png"]
+
+
+# --- issue 23 ---------------------------------------------------------------------------------------------------
+def test_a_records_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path):
+    """The repair of a torn last line once truncated whatever records.jsonl pointed to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious line one\nprecious, no newline")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RECORDS_FILE).symlink_to(victim)
+    with pytest.raises(RunError, match=rf"{RECORDS_FILE}: is a symbolic link .*never follows a link"):
+        RecordWriter(run)
+    assert victim.read_text() == "precious line one\nprecious, no newline"
+
+
+def test_a_record_without_its_key_fields_is_named_on_resume(tmp_path):
+    bad = rec("b.png")
+    del bad["dataset"], bad["model"]
+    (tmp_path / RECORDS_FILE).write_text(json.dumps(rec("a.png")) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(RunError, match=rf"{RECORDS_FILE}:2: malformed record \(lacks model, dataset\)"):
+        RecordWriter(tmp_path)
+    assert any(":2: lacks model, dataset" in e for e in check_run(tmp_path)[0])
+
+
+def test_a_control_character_is_said_plainly(tmp_path):
+    """json's own message for it ends in a dangling "at": the line read "not JSON (Invalid control character at)"."""
+    (tmp_path / RECORDS_FILE).write_text('{"model": "jp\teg"}\n')
+    with pytest.raises(RunError, match=r":1: malformed record \(not JSON \(Invalid control character at column 14\)\)"):
+        list(iter_records(tmp_path))
+
+
+@pytest.mark.parametrize("text,words", [("{not json", "malformed run.json (Expecting property name"),
+                                        ("[1, 2]", "malformed run.json (a JSON list, not an object)"),
+                                        (b'{"a": "\xff"}', "not UTF-8 text")], ids=["not-json", "a-list", "not-utf8"])
+def test_a_malformed_run_json_is_a_run_error_naming_it(tmp_path, text, words):
+    from cirbench.records import read_run_info
+
+    (tmp_path / "run.json").write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(RunError, match=re.escape(words)) as err:
+        read_run_info(tmp_path)
+    assert str(tmp_path / "run.json") in str(err.value)
+    (tmp_path / RECORDS_FILE).write_text(json.dumps(rec()) + "\n")
+    assert any(words in e for e in check_run(tmp_path)[0])  # records check lists it, among the rest
+
+
+def test_records_check_flags_what_would_make_a_mean_wrong(tmp_path):
+    """A NaN metric (a mean over it is undefined), records of a dataset run.json does not list, fewer images
+    than announced, and a run that did not finish."""
+    with RecordWriter(tmp_path) as w:
+        w.write([rec("a.png"), rec("b.png", psnr=math.nan), rec("c.png", dataset="live1")])
+    (tmp_path / "run.json").write_text(json.dumps({
+        "models": {"jpeg": {}}, "datasets": {"classic5": {"images": 5}}, "status": "interrupted",
+        "stopped": {"at": "2025-01-01T00:00:00+00:00", "reason": "Ctrl-C"}}))
+    errors, notes = check_run(tmp_path, ("psnr", "ssim", "psnrb"))  # a run.json without specs: the defaults
+    assert any(":2: psnr is NaN" in e for e in errors)
+    assert any("records of dataset(s) live1, which run.json does not list" in e for e in errors)
+    assert any("2 of 5 images" in n for n in notes)
+    assert any("the last run into this folder was interrupted (Ctrl-C)" in n for n in notes)
+    (tmp_path / "run.json").write_text(json.dumps({"models": {"jpeg": {}}, "status": "running"}))  # kill -9
+    assert any("recorded no end (killed, or still running)" in n for n in check_run(tmp_path)[1])

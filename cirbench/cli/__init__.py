@@ -1,19 +1,22 @@
 """The ``cirbench`` command line: argparse, printing and exit codes; one module per subcommand group.
 
-Exit codes: 0 success, 1 a check failed (``regress``, ``datasets verify``), 2 an expected failure (a
-:class:`~cirbench.errors.CirbenchError`: one line on stderr, no traceback unless ``--debug``), 130
-interrupted. Any other exception is a bug and shows its traceback.
+Exit codes: 0 success, 1 a check failed (``regress``, ``datasets verify``, ``records check``, ``protocols
+validate``), 2 an expected failure (a :class:`~cirbench.errors.CirbenchError`: one line on stderr, no traceback
+unless ``--debug``), 130 interrupted (Ctrl-C, also while starting up), 143 terminated (SIGTERM); both say so in
+one line. Any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterable
 
-from ..errors import CirbenchError
+from ..errors import CirbenchError, Interrupted
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -69,21 +72,43 @@ def one_line(msg: str) -> str:
     return out
 
 
+def _terminate(signum, frame):
+    raise Interrupted("SIGTERM", 128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cirbench`` and ``python -m cirbench``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command_of(argv)
-    args = build_parser([command] if command else []).parse_args(argv)
-    if not args.debug:
-        warnings.simplefilter("default")
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    # SIGTERM (kill, a scheduler) stops a run as Ctrl-C does: run.json says so and the user reads one line,
+    # not a silent exit 143. Only the main thread may set handlers (an embedding program may call us elsewhere).
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
-        return args.func(args) or 0
-    except KeyboardInterrupt:
+        return _main(argv)
+    except Interrupted as exc:
+        print(f"cirbench: terminated ({exc.signal_name}); records written so far are kept (rerun to resume)",
+              file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # also while starting up: imports and argument parsing take seconds
         print("cirbench: interrupted; records written so far are kept (rerun to resume)", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        command = _command_of(argv)
+        # Building a subcommand's parser may read data (e.g. `datasets fetch` lists the manifests' files).
+        args = build_parser([command] if command else []).parse_args(argv)
+        if not args.debug:
+            warnings.simplefilter("default")
+            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+        return args.func(args) or 0
     except CirbenchError as exc:
-        if args.debug:
+        if debug:
             raise
         for line in exc.details:
             print(f"cirbench: {one_line(line)}", file=sys.stderr)

@@ -7,24 +7,36 @@ from ..errors import ConfigError
 __all__ = ["csv", "qfs", "set_threads", "add_filters", "add_metrics"]
 
 
-def csv(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def csv(text: str | None, option: str = "") -> list[str] | None:
+    """Comma-separated names; None when the option was not given. Given but naming nothing (``--datasets ,``)
+    is an error: it would otherwise mean "no filter", the opposite of what was typed."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{option or 'the option'} {text!r} names nothing; give comma-separated names, or leave "
+                          "the option out")
+    return items
 
 
 def qfs(text: str | None) -> list[int] | None:
-    if not text:
+    items = csv(text, "--qf")
+    if items is None:
         return None
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        return [int(t) for t in items]
     except ValueError:
         raise ConfigError(f"--qf takes comma-separated integers, got {text!r}") from None
 
 
 def set_threads(n: int | None) -> None:
+    if n is None or n == 0:  # 0: torch's choice, as a training config's threads = 0
+        return
+    if n < 0:
+        raise ConfigError(f"--threads {n}: give a positive number of threads (or 0 for torch's choice)")
     import torch
 
-    if n:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
 
 
 def add_filters(p, what: str, *, folders: bool = False) -> None:

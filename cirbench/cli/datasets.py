@@ -67,7 +67,7 @@ def run(args) -> int:
     from ..eval.datasets import REGISTRY, DatasetMissing, data_root, fetched, get_dataset, verify, verify_published
 
     root = data_root(args.data_root)
-    names = [n for arg in getattr(args, "names", []) for n in common.csv(arg) or []]
+    names = [n for arg in getattr(args, "names", []) for n in common.csv(arg, "a dataset name") or []]
     if args.action == "list":
         rows = []
         for name, spec in REGISTRY.items():

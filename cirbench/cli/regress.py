@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--models", help="--update: comma-separated models (default: the baseline's, or all in RUN_DIR)")
     r.add_argument("--note", help="--update: how the baseline was made (stored in the file)")
     r.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
-    r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r.add_argument("--threads", type=int, help="torch threads (default or 0: torch's choice)")
     r.add_argument("--profile", action="store_true",
                    help="also measure each model's parameters, GFLOPs and peak memory (off: regress checks numbers)")
     r.add_argument("--format", default="simple", help="tabulate format of the table (simple, github, ...)")
@@ -81,7 +81,7 @@ def run(args) -> int:
     from ..report.regress import NEW, compare, load_baseline, render_rows
     common.set_threads(args.threads)
     tol_override = _tolerances(args.tol)
-    datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
+    datasets, qfs = common.csv(args.datasets, "--datasets"), common.qfs(args.qf)
     if args.update:
         return _update(args, tol_override, datasets, qfs)
     if len(args.run_dirs) > 1:
@@ -135,7 +135,7 @@ def _update(args, tol_override: dict, datasets, qfs) -> int:
                     raise ConfigError(f"{d}: not a run directory (no records.jsonl)")
         else:
             protocol = args.protocol or (old or {}).get("protocol")
-            models = common.csv(args.models) or (old or {}).get("models")
+            models = common.csv(args.models, "--models") or (old or {}).get("models")
             if not protocol or not models:
                 raise ConfigError("--update without RUN_DIR needs --protocol and --models (or an existing --baseline)")
             datasets = datasets or (old or {}).get("datasets")
@@ -143,10 +143,10 @@ def _update(args, tol_override: dict, datasets, qfs) -> int:
             out = Path(args.out) if args.out else Path(tmp) / "run"
             # Datasets named (or in the old baseline) must be present; the protocol's full list may skip some.
             run_dirs = [run_baseline(protocol, models, datasets or [], qfs or [], out,
-                                     metrics=common.csv(args.metrics), data_root=args.data_root,
+                                     metrics=common.csv(args.metrics, "--metrics"), data_root=args.data_root,
                                      device=args.device, profile=args.profile)]
         # Filters apply to given runs; a run made here already holds just the selection.
-        pick = dict(models=common.csv(args.models), datasets=datasets, qfs=qfs) if args.run_dirs else {}
+        pick = dict(models=common.csv(args.models, "--models"), datasets=datasets, qfs=qfs) if args.run_dirs else {}
         base = make_baseline(run_dirs, tolerance=tolerance, note=note, **pick)
     write_baseline(base, args.baseline)
     print(f"wrote {args.baseline}: {len(base['entries'])} entries ({base['protocol']}; models "

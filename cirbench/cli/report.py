@@ -37,8 +37,8 @@ def run(args) -> int:
 
     if args.space not in SPACES:
         raise ConfigError(f"--space {args.space}: choose from {', '.join(SPACES)}")
-    filters = dict(datasets=common.csv(args.datasets), qfs=common.qfs(args.qf), models=common.csv(args.models),
-                   metrics=common.csv(args.metrics))
+    filters = dict(datasets=common.csv(args.datasets, "--datasets"), qfs=common.qfs(args.qf),
+                   models=common.csv(args.models, "--models"), metrics=common.csv(args.metrics, "--metrics"))
     kwargs = dict(space=args.space, published=args.published, ci=args.ci, reference=args.reference,
                   conventions=args.conventions, **filters)
     if args.plots:

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     r.add_argument("--shard", help="K/N: evaluate the K-th of N image shards (merge with `cirbench merge`)")
     r.add_argument("--device", default="auto",
                    help="auto (cuda if available; cuda:LOCAL_RANK under torchrun), cpu, cuda or cuda:N")
-    r.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r.add_argument("--threads", type=int, help="torch threads (default or 0: torch's choice)")
     r.add_argument("--setting", help="inference setting: single (default) or ntire24")
     r.add_argument("--tile", type=int, help="tile size in pixels (default: whole image)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
                    help="do not measure parameters, GFLOPs and peak memory for the report's efficiency table")
     r.add_argument("--skip-invalid", action="store_true",
                    help="run on the usable images, naming the skipped ones (default: stop before computing anything)")
+    r.add_argument("--trust-records", action="store_true",
+                   help="resume an --out whose records have no run.json (what made them is unknown; default: refuse)")
     r.add_argument("--save-images", action="store_true",
                    help="also write every output and ground truth as PNG under OUT/images (for crops and outputs:)")
     r.set_defaults(func=run)
@@ -51,13 +53,15 @@ def run(args) -> int:
     common.set_threads(args.threads)
     if args.offline:
         os.environ["CIRBENCH_OFFLINE"] = "1"
-    datasets, qfs = common.csv(args.datasets), common.qfs(args.qf)
+    datasets, qfs = common.csv(args.datasets, "--datasets"), common.qfs(args.qf)
     protocol_name = args.protocol or ("blind" if not (datasets or qfs) else None)
-    res = evaluate(common.csv(args.models), protocol_name, datasets, qfs, common.csv(args.metrics), args.data_root,
+    models, metrics = common.csv(args.models, "--models"), common.csv(args.metrics, "--metrics")
+    res = evaluate(models, protocol_name, datasets, qfs, metrics, args.data_root,
                    args.out or _default_out(protocol_name), args.device, weights=args.weights, setting=args.setting,
                    tile=args.tile, overlap=args.overlap, ensemble=args.ensemble, precision=args.precision,
                    channels_last=args.channels_last, shard=args.shard, save_images=args.save_images,
-                   skip_invalid=args.skip_invalid, profile=not args.no_profile, progress=None, samples_fallback=True)
+                   skip_invalid=args.skip_invalid, profile=not args.no_profile, progress=None, samples_fallback=True,
+                   trust_records=args.trust_records)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     extra = [f"{res.already_done} model results already recorded"] if res.already_done else []

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..config import closest
 from ..errors import ConfigError, DatasetMissing
-from ..files import sha256_file
+from ..files import inside, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,10 +143,18 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def read_manifest(name: str) -> dict[str, dict]:
-    """A packaged manifest as {filename: {width, height, mode, bytes, sha256}}."""
-    text = (_DATA / "manifests" / name).read_text()
-    rows = csv.DictReader(text.splitlines(), delimiter="\t")
-    return {r["filename"]: r for r in rows}
+    """A packaged manifest as {filename: {width, height, mode, bytes, sha256}}. A manifest is data: each file
+    name must be a plain name inside the set's folder (fetch writes it there), else the manifest is refused."""
+    path = _DATA / "manifests" / name
+    rows = csv.DictReader(path.read_text().splitlines(), delimiter="\t")
+    out = {}
+    for n, r in enumerate(rows, 2):
+        fname = r.get("filename") or ""
+        if not inside(fname) or "/" in fname:
+            raise ConfigError(f"{path}:{n}: key 'filename' is {fname!r}, not a file name inside the dataset's folder "
+                              "(paths, '..' and absolute names are refused); fix the manifest")
+        out[fname] = r
+    return out
 
 
 def expected_files(spec: DatasetSpec) -> dict[str, dict]:
@@ -210,9 +218,10 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
         folder = Path(name[len("folder:"):]).expanduser()
         if not folder.is_dir():
             raise DatasetMissing(f"{folder}: folder not found")
-        files = list_images(folder)
+        files = list_images(folder, refused=True)  # refused formats and dangling links: named by the preflight
         if not files:
             raise DatasetMissing(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        _refuse_shared_stems(folder, [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES])
         digest = hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest()
         return Dataset(folder_label(folder), folder, files, gray=False, source="folder", manifest_sha256=digest)
     if name not in REGISTRY:
@@ -231,6 +240,20 @@ def get_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
                              f"`{spec.fetch_command}`" + (f" --data-root {root}" if root else ""))
     return Dataset(name, folder, [folder / n for n in names], gray=not spec.color, source="data-root",
                    manifest_sha256=_manifest_hash(spec), spec=spec)
+
+
+def _refuse_shared_stems(folder: Path, files: list[Path]) -> None:
+    """Saved outputs and ``outputs:{stem}`` templates name an image by its stem: two files of one stem (a.jpg,
+    a.png) would be mixed, so a folder holding them is refused."""
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, []).append(f.name)
+    shared = {stem: names for stem, names in by_stem.items() if len(names) > 1}
+    if shared:
+        stem, names = next(iter(shared.items()))
+        more = f" (and {len(shared) - 1} more stem(s))" if len(shared) > 1 else ""
+        raise ConfigError(f"{folder}: {' and '.join(names)} share the stem {stem!r}{more}; saved images and "
+                          "outputs:{stem} name images by stem, so they would be mixed: rename or move one of them")
 
 
 def folder_label(folder: Path) -> str:

@@ -12,7 +12,8 @@ files are fetched. They are downloaded (or extracted, or copied) into a staging 
 checked against the packaged manifest (sha256 and size; DIV2K, whose checksums are unknown: names), and only
 then moved into place. On any failure the staging folder is removed and the set's folder is as it was.
 Archives are extracted by :func:`cirbench.files.safe_extract` (absolute paths, ``..``, links and devices
-refused).
+refused); only the needed files are written, each streamed and stopped at the size its manifest row gives
+(or a stated limit for one file, where the manifest has no sizes).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ..config import closest
 from ..errors import ConfigError, FetchError, Unreachable
-from ..files import download, offline, safe_extract, url_exists
+from ..files import MAX_MEMBER_BYTES, download, offline, safe_extract, url_exists
 from .datasets import REGISTRY, Source, VerifyReport, data_root, expected_files, file_problem, read_manifest
 
 __all__ = ["fetch_dataset", "fetch_datasets", "mirror_layout", "fetchable"]
@@ -187,6 +188,9 @@ def _fetch_part(name: str, part: _Part, root_dir: Path, source: str | None, log:
                    f"check the network and retry, or fetch from a copy: `cirbench datasets fetch {name} --from "
                    "MIRROR_ARCHIVE_OR_FOLDER` (layout: `cirbench datasets fetch --help`)")
             raise FetchError(f"{part.label}: could not reach {exc.host} ({exc.why}); nothing was kept; {fix}") from None
+        except OSError as exc:  # staging or copying: a full disk, a folder that cannot be written
+            raise FetchError(f"{part.label}: cannot stage the files in {root_dir} ({exc.strerror or exc}); nothing was "
+                             "kept; free disk space (or choose another --data-root) and rerun") from None
         rep = _check(part.label, files, {n: part.manifest[n] for n in need})
         if not rep.ok:
             problems = [f"missing: {', '.join(rep.missing[:5])}" + (" ..." if len(rep.missing) > 5 else "")
@@ -247,7 +251,10 @@ def _stage(part: _Part, src: str, local: Path | None, *, official: bool, need: l
         staging.mkdir()
         log(f"{part.label}: downloading {src}")
         archive = download(src, staging / (Path(urlsplit(src).path).name or "archive"))
-    tree = safe_extract(archive, staging / "tree")
+    # Only the files needed are written, each no larger than the manifest says (or the limit for one file
+    # when it gives no size): checked before and while the bytes are streamed.
+    sizes = {n: int(part.manifest[n]["bytes"]) if part.manifest[n].get("bytes") else MAX_MEMBER_BYTES for n in need}
+    tree = safe_extract(archive, staging / "tree", wanted=lambda name: sizes.get(Path(name).name))
     return _locate(tree, subdirs, need)
 
 

@@ -11,23 +11,37 @@ setting, default ``single``), and one or more ``[[tasks]]``::
     qfs = [10, 20, 30, 40]        # the (last) JPEG quality
     qf1 = [10, 30, 50]            # double only: the first quality
     shift = [4, 4]                # double only: (dy, dx) crop between the two compressions
+
+A protocol is data: its ``name`` is a plain name (it names the default run folder, ``runs/NAME``), its
+``models`` are ``jpeg``, cards and registered architectures (never ``module:attr``), and a ``folder:PATH``
+dataset or an ``outputs:TEMPLATE`` model is a relative path inside the protocol file's folder, resolved
+against it. :func:`problems` checks what loading does not (models and settings that exist, folders present):
+``cirbench protocols validate``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from ..config import closest, find_tomls, from_table, load_toml
 from ..errors import ConfigError
+from ..files import inside
 from ..jpeg import Degradation
 from ..metrics import resolve_metrics
 from .datasets import REGISTRY
 
-__all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols"]
+__all__ = ["Degradation", "Protocol", "load_protocol", "list_protocols", "problems", "PLAIN_NAME"]
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a protocol's name is a folder name under runs/
+FOLDER, OUTPUTS = "folder:", "outputs:"
+# An ad-hoc run's definition: what its records mean, whatever datasets and QFs were picked (as a protocol
+# file's sha256 does not change with --datasets/--qf filters), so ad-hoc runs into one folder resume.
+ADHOC_DEFINITION = "adhoc v1: blind single JPEG (Pillow, quality QF, 4:2:0) on the datasets and QFs given"
 
 
 @dataclass(kw_only=True)
@@ -99,10 +113,15 @@ class Protocol:
                 raise ConfigError(f"unknown dataset {d!r}{closest(d, REGISTRY)}; known: {', '.join(REGISTRY)}, "
                                   "or folder:PATH")
         _qf_list(qfs, "--qf", "the QFs")
-        text = f"adhoc blind datasets={','.join(datasets)} qfs={','.join(map(str, qfs))}"
+        text = ADHOC_DEFINITION
         jobs = tuple(dict.fromkeys((d, Degradation(q)) for d in datasets for q in qfs))
         return cls("adhoc", "1", f"ad-hoc blind run: {', '.join(datasets)} at QF {', '.join(map(str, qfs))}",
                    Path("<command line>"), hashlib.sha256(text.encode()).hexdigest(), models, False, "single", jobs)
+
+
+# The inference settings a protocol may name (cirbench.zoo.inference.InferenceSettings.named's presets; a
+# test keeps the two lists equal, and this module stays free of torch).
+SETTINGS = ("single", "ntire24")
 
 
 def list_protocols() -> dict[str, Path]:
@@ -128,12 +147,30 @@ def load_protocol(name_or_path: str | os.PathLike) -> Protocol:
             )
         p = known[str(name_or_path)]
     spec = from_table(_ProtocolFile, load_toml(p), where=str(p))
+    if not PLAIN_NAME.fullmatch(spec.name):
+        raise ConfigError(f"{p}: key 'name' must be a plain name (letters, digits, '.', '_', '-'), got "
+                          f"{spec.name!r}: it names the run folder runs/NAME")
+    if not spec.tasks:
+        raise ConfigError(f"{p}: the protocol has no [[tasks]]; add at least one")
+    for key, values in (("models", spec.models), ("metrics", spec.metrics)):
+        if values is not None and not values:
+            raise ConfigError(f"{p}: key {key!r} is an empty list; name at least one, or leave the key out")
+    if spec.setting not in SETTINGS:
+        raise ConfigError(f"{p}: key 'setting' is {spec.setting!r}{closest(spec.setting, SETTINGS)}; known: "
+                          f"{', '.join(SETTINGS)}")
+    models = tuple(_model(m, p) for m in spec.models)
     jobs = []
     for i, task in enumerate(spec.tasks, 1):
         where = f"{p} [tasks #{i}]"
+        if not task.datasets:
+            raise ConfigError(f"{where}: key 'datasets' is an empty list; name at least one dataset")
+        datasets = []
         for d in task.datasets:
-            if d not in REGISTRY and not d.startswith("folder:"):
+            if d.startswith(FOLDER):
+                d = FOLDER + str(_inside_protocol(d[len(FOLDER):], p, f"{where} datasets"))
+            elif d not in REGISTRY:
                 raise ConfigError(f"{where}: unknown dataset {d!r}{closest(d, REGISTRY)}")
+            datasets.append(d)
         qfs = _qf_list(task.qfs, where, "qfs")
         if task.degradation == "jpeg":
             if task.qf1 is not None or task.shift is not None:
@@ -145,11 +182,59 @@ def load_protocol(name_or_path: str | os.PathLike) -> Protocol:
             if len(shift) != 2 or not all(0 <= s < 8 for s in shift):
                 raise ConfigError(f"{where}: shift must be [dy, dx] with 0 <= dy, dx < 8, got {shift!r}")
             degs = [Degradation(q2, q1, (shift[0], shift[1])) for q1 in qf1 for q2 in qfs]
-        jobs += [(d, g) for d in task.datasets for g in degs]
+        jobs += [(d, g) for d in datasets for g in degs]
     metrics = ()
     if spec.metrics is not None:
         resolve_metrics(spec.metrics, allow_code=False, where=f"{p} metrics")  # refused now, not mid-run
         metrics = tuple(spec.metrics)
     sha = hashlib.sha256(p.read_bytes()).hexdigest()
-    return Protocol(spec.name, spec.version, spec.description, p, sha, tuple(spec.models), spec.give_qf,
+    return Protocol(spec.name, spec.version, spec.description, p, sha, models, spec.give_qf,
                     spec.setting, tuple(dict.fromkeys(jobs)), metrics)
+
+
+def _inside_protocol(raw: str, path: Path, key: str) -> Path:
+    """A path a protocol names, resolved against the protocol's folder, which it may not leave."""
+    if not inside(raw):
+        raise ConfigError(f"{path}: key {key!r} names {raw!r}, which is not inside the protocol's folder "
+                          "(absolute paths, '~' and '..' are refused); give a path relative to the protocol file, "
+                          "or name the folder on the command line (--datasets folder:PATH)")
+    if raw.startswith("~"):
+        raise ConfigError(f"{path}: key {key!r} names {raw!r}: '~' is not expanded in a protocol; give a path "
+                          "relative to the protocol file")
+    return path.resolve().parent / raw
+
+
+def _model(name: str, path: Path) -> str:
+    """A protocol's model name: never code (``module:attr``); ``outputs:`` templates stay in its folder."""
+    from ..registry import is_import_path
+
+    if name.startswith(OUTPUTS):
+        return OUTPUTS + str(_inside_protocol(name[len(OUTPUTS):], path, "models"))
+    if is_import_path(name):
+        raise ConfigError(f"{path}: key 'models' names {name!r}, an import path; a protocol may name only jpeg, "
+                          "model cards and registered architectures (`cirbench models list`); run your own code "
+                          "with --models module:attr")
+    return name
+
+
+def problems(protocol: Protocol) -> list[str]:
+    """What a protocol that loads would still fail on (``cirbench protocols validate``): unknown models, absent
+    ``folder:`` datasets. Each line names the protocol file and the key."""
+    from ..zoo.cards import list_cards
+
+    out = []
+    where = str(protocol.path)
+    cards = list_cards()
+    for m in protocol.models:
+        if m == "jpeg" or m.startswith(OUTPUTS) or m in cards:
+            continue
+        from ..archs import REGISTRY as ARCHS
+
+        if m.lower() in ARCHS or m in ARCHS.entry_point_names():
+            continue
+        out.append(f"{where}: key 'models' names an unknown model {m!r}{closest(m, ['jpeg', *cards])}; known: "
+                   f"jpeg, {', '.join(cards)}, or a registered architecture")
+    for d in protocol.datasets:
+        if d.startswith(FOLDER) and not Path(d[len(FOLDER):]).is_dir():
+            out.append(f"{where}: dataset {d}: folder not found")
+    return out

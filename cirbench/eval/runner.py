@@ -17,11 +17,12 @@ import platform
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 
 from .. import __version__, jpeg
 from ..errors import ConfigError, DatasetMissing, InvalidInputs, RunError
-from ..files import FolderLock, atomic_write, dumps, loads
+from ..files import FolderLock, atomic_write, dumps
 from ..jpeg import Degradation
 from ..metrics import DEFAULT_METRICS, Y_CONVENTION, Metric, image_metrics, resolve_metrics, spaces_of
 from ..progress import Progress
@@ -39,11 +40,14 @@ from ..records import (
     RUN_SCHEMA,
     RecordWriter,
     gt_image_path,
+    input_changes,
     output_image_path,
+    read_run_info,
     recorded_metrics,
+    refuse_links,
 )
 from ..zoo.restorer import Restorer, Target
-from .datasets import Dataset, get_dataset
+from .datasets import Dataset, get_dataset, read_manifest
 from .preflight import check_files, expected_output_shape, output_problem
 from .protocols import Protocol
 
@@ -119,16 +123,42 @@ def provenance(protocol: Protocol, device: str, metrics: Sequence[Metric]) -> di
     }
 
 
-def _refuse_other_weights(out: Path, old_models: dict, models: dict[str, Restorer]) -> None:
-    """Resuming skips every key on disk, and a key does not name the weights: records of retrained weights
-    would silently mix with the old ones. run.json keeps each model's weights sha256; a change stops here."""
-    for name, model in models.items():
-        before = old_models.get(name, {}).get("weights_sha256")
-        now = model.info.extra.get("weights_sha256")
-        if before is not None and now is not None and list(before) != list(now):
-            raise RunError(f"{out}: its records of model {name!r} were made with other weights "
-                           f"(sha256 {before[0][:12]}…, now {now[0][:12]}…); use another --out, "
-                           f"or delete {out / RUN_FILE} and that model's records to redo them")
+def _model_info(model: Restorer, label: str) -> dict:
+    """A model's entry in run.json: what it is, and every input of it that changes a number (weights, the
+    inference setting of its records' label, padding), which a resume must not change."""
+    info = model.info
+    entry = {"params": info.params, "description": info.description, **info.extra,
+             "padding": {"multiple": info.pad_multiple, "mode": info.pad_mode}}
+    if isinstance(info.extra.get("setting"), dict):
+        entry["settings"] = {label: info.extra["setting"]}
+    return entry
+
+
+def _refuse_other_inputs(out: Path, old_models: dict, new_models: dict) -> None:
+    """Records are keyed by model name and setting label, which name neither the weights nor the tiling,
+    ensemble or padding: a resume that changes any of them would mix numbers, so it stops here. run.json keeps
+    what each model's records were made with (entries of older runs lack some: those are not compared)."""
+    for name, now in new_models.items():
+        changed = input_changes(old_models.get(name) or {}, now)
+        if changed:
+            what = (f"other {changed[0]}" if len(changed) == 1 and changed[0].startswith("weights")
+                    else f"other inputs: {'; '.join(changed)}")
+            raise RunError(f"{out}: its records of model {name!r} were made with {what}; use another --out, or "
+                           f"delete {out / RUN_FILE} and that model's records to redo them")
+
+
+def _refuse_other_protocol(out: Path, old: dict, protocol: Protocol) -> None:
+    """A folder holds one protocol's records: another name, version or file (sha256) is refused, never merged
+    into run.json's provenance."""
+    before = old.get("protocol") or {}
+    if before.get("name") not in (None, protocol.name):
+        raise RunError(f"{out}: holds a run of protocol {before['name']!r}; use another --out")
+    for key, now in (("version", protocol.version), ("sha256", protocol.sha256)):
+        if before.get(key) not in (None, now):
+            was = before[key][:12] + "…" if key == "sha256" else before[key]
+            raise RunError(f"{out}: holds a run of protocol {protocol.name!r} {key} {was}, not {key} "
+                           f"{now[:12] + '…' if key == 'sha256' else now} ({protocol.path}): its records would be "
+                           "mixed with another definition's; use another --out")
 
 
 def _refuse_other_metrics(out: Path, old: dict, metrics: Sequence[Metric], has_records: bool) -> None:
@@ -141,14 +171,20 @@ def _refuse_other_metrics(out: Path, old: dict, metrics: Sequence[Metric], has_r
                        f"--metrics {','.join(before)} to resume, or use another --out")
 
 
-def _update_run_json(out_dir: Path, info: dict) -> None:
-    path = out_dir / RUN_FILE
-    old = loads(path.read_text()) if path.exists() else {}
+def _update_run_json(out_dir: Path, info: dict, drop: Sequence[str] = ()) -> None:
+    path = refuse_links(out_dir, out_dir / RUN_FILE)
+    old = read_run_info(out_dir)
     merged = {**old, **info}
     for k in ("models", "datasets", "skipped"):
         if k in old and k in info:
             merged[k] = {**old[k], **info[k]}
+    for k in drop:
+        merged.pop(k, None)
     atomic_write(path, dumps(merged, indent=2, sort_keys=True) + "\n")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -213,6 +249,7 @@ def run_protocol(
     save_images: bool = False,
     skip_invalid: bool = False,
     metrics: Sequence[Metric] | None = None,
+    trust_records: bool = False,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> RunSummary:
     """Evaluate ``models`` on every (dataset, degradation) job of ``protocol`` into ``out_dir``, scoring
@@ -220,13 +257,14 @@ def run_protocol(
 
     One process at a time writes a run folder (a second is refused at once). Every input is checked before
     any model runs: problems stop the run (exit 2, nothing computed), or with ``skip_invalid`` the bad files
-    are left out, named, and listed in run.json."""
+    are left out, named, and listed in run.json. Records without a run.json (their weights and settings
+    unknown) are resumed only with ``trust_records``. run.json's ``status`` says how the run ended."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)  # a fresh name: never through a link
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise RunError(f"{out}: output directory is not writable ({exc.strerror}); choose another --out") from None
     with FolderLock(out, "run"):
@@ -234,17 +272,25 @@ def run_protocol(
             metrics = resolve_metrics(protocol.metrics or DEFAULT_METRICS, allow_code=False)
         return _run_locked(protocol, models, out, data_root=data_root, required_datasets=required_datasets,
                            shard=shard, device=device, progress=progress, save_images=save_images,
-                           skip_invalid=skip_invalid, metrics=list(metrics), log=log)
+                           skip_invalid=skip_invalid, metrics=list(metrics), trust_records=trust_records, log=log)
 
 
 def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, data_root, required_datasets,
-                shard, device, progress, save_images, skip_invalid, metrics, log) -> RunSummary:
-    old = loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
-    if old.get("protocol", {}).get("name") not in (None, protocol.name):
-        raise RunError(f"{out}: holds a run of protocol {old['protocol']['name']!r}; use another --out")
-    _refuse_other_weights(out, old.get("models", {}), models)
+                shard, device, progress, save_images, skip_invalid, metrics, trust_records, log) -> RunSummary:
+    refuse_links(out, out / RUN_FILE)
+    refuse_links(out, out / RECORDS_FILE)
+    old = read_run_info(out)
     records_path = out / RECORDS_FILE
-    _refuse_other_metrics(out, old, metrics, records_path.is_file() and records_path.stat().st_size > 0)
+    has_records = records_path.is_file() and records_path.stat().st_size > 0
+    if has_records and not old and not trust_records:
+        raise RunError(f"{out}: holds records but no {RUN_FILE}, so what they were made with (weights, settings, "
+                       "protocol) is unknown and a resume could mix numbers; use another --out, or pass "
+                       "--trust-records to resume them as they are")
+    _refuse_other_protocol(out, old, protocol)
+    settings = {n: _setting_of(m) for n, m in models.items()}
+    entries = {n: _model_info(m, settings[n]) for n, m in models.items()}
+    _refuse_other_inputs(out, old.get("models") or {}, entries)
+    _refuse_other_metrics(out, old, metrics, has_records)
     summary = RunSummary(out)
     started = time.perf_counter()
 
@@ -264,25 +310,32 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     for ds, name, _, _ in work:
         order.setdefault((ds.name, name), len(order))
     work = [w for w in work if order[(w[0].name, w[1])] % shard[1] == shard[0]]
-    settings = {n: _setting_of(m) for n, m in models.items()}
-    work, invalid_outputs, skipped_images = _preflight(work, models, skip_invalid, log)
+    work, invalid_outputs, skipped_images, kinds = _preflight(work, models, skip_invalid, log)
     info = provenance(protocol, device, metrics)
-    info["started"] = old.get("started") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    info["started"] = old.get("started") or _now()
+    info["status"] = "running"
     info["shard"] = f"{shard[0] + 1}/{shard[1]}"
-    info["models"] = {n: {"params": m.info.params, "description": m.info.description, **m.info.extra}
-                      for n, m in models.items()}
+    for n, entry in entries.items():  # the settings of the labels already in the folder stay recorded
+        old_settings = ((old.get("models") or {}).get(n) or {}).get("settings") or {}
+        if "settings" in entry:
+            entry["settings"] = {**old_settings, **entry["settings"]}
+    info["models"] = entries
     labels = [d.name for d in datasets.values()]
     clash = sorted({n for n in labels if labels.count(n) > 1})
     if clash:
         raise RunError(f"two folder datasets are both labelled {clash[0]!r} (their folders' names); rename one folder")
+    # gray_images / colour_images: what a gray or a colour column's mean should cover (a folder may hold both),
+    # counted on the images checked; a shard's are its own part's (shard_*), which a merge adds up
+    prefix = "" if shard == (0, 1) else "shard_"
     info["datasets"] = {d.name: {"images": len(d), "source": d.source, "manifest_sha256": d.manifest_sha256,
+                                 **{prefix + k: v for k, v in kinds.get(d.name, {}).items()},
                                  **({"path": str(d.root)} if d.source == "folder" else {})}
                         for d in datasets.values()}
     info["skipped"] = summary.skipped_datasets
     info["skipped_images"] = {**old.get("skipped_images", {}), **skipped_images}
     info["images_saved"] = bool(save_images or old.get("images_saved"))
-    _update_run_json(out, info)
-    writer = RecordWriter(out)
+    writer = RecordWriter(out)  # before run.json changes: unreadable records stop the run here
+    _update_run_json(out, info, drop=("finished", "stopped"))
 
     images_only: set[tuple] = set()  # recorded, but --save-images asks for an output that is not on disk
     counted = {"done": 0, "invalid": 0}
@@ -341,11 +394,11 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
         per_space = {} if only_images else image_metrics(item.gt, restored.image, metrics=metrics,
                                                          device=metric_device)
         if save_images:
-            _save_png(output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
-                                        item.degradation.qf, item.image), restored.image)
+            _save_png(out, output_image_path(out, model, settings[model], item.dataset.name, item.degradation.name,
+                                             item.degradation.qf, item.image), restored.image)
             gt_path = gt_image_path(out, item.dataset.name, item.degradation.name, item.image)
             if not gt_path.exists():
-                _save_png(gt_path, item.gt)
+                _save_png(out, gt_path, item.gt)
         h, w = item.gt.shape[:2]
         recs = [{"model": model, "setting": settings[model], "dataset": item.dataset.name, "image": item.image,
                  "degradation": item.degradation.name, "qf": item.degradation.qf, "space": space,
@@ -367,7 +420,7 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
         summary.written += len(recs)
         summary.stages["write"] += time.perf_counter() - start
 
-    failed = True
+    ended: BaseException | None = None
     try:
         for item, todo in _prefetch(produce()):
             for m in todo:
@@ -386,10 +439,12 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
             bar.update(1)
         while pending_writes:
             write(pending_writes.pop(0))
-        failed = False
+    except BaseException as exc:
+        ended = exc
+        raise
     finally:
         pool.shutdown(wait=True)
-        if failed:  # keep what was scored before the stop (Ctrl-C, an error): a rerun resumes after it
+        if ended is not None:  # keep what was scored before the stop (Ctrl-C, an error): a rerun resumes after it
             try:
                 while pending_writes:
                     write(pending_writes.pop(0))
@@ -397,15 +452,20 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
                 pass
         bar.close()
         summary.wall_seconds = time.perf_counter() - started
+        timing = {"wall_seconds": round(summary.wall_seconds, 3), "model_seconds": round(summary.model_seconds, 3),
+                  "stage_seconds": {k: round(v, 3) for k, v in summary.stages.items()}, "scorers": SCORERS,
+                  "images": summary.images}
+        if ended is None:
+            end, drop = {"status": "finished", "finished": _now()}, ("stopped",)
+        else:  # how it stopped, so no one reads a run that was cut short as finished
+            status = "interrupted" if isinstance(ended, KeyboardInterrupt) else "failed"
+            reason = str(ended).splitlines()[0] if str(ended).strip() else type(ended).__name__
+            end, drop = {"status": status, "stopped": {"at": _now(), "reason": reason[:300]}}, ("finished",)
         try:
             writer.close()
-            _update_run_json(out, {"finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                                   "timing": {"wall_seconds": round(summary.wall_seconds, 3),
-                                              "model_seconds": round(summary.model_seconds, 3),
-                                              "stage_seconds": {k: round(v, 3) for k, v in summary.stages.items()},
-                                              "scorers": SCORERS, "images": summary.images}})
-        except OSError:
-            if not failed:  # else the error that stopped the run (e.g. a full disk) is the one to report
+            _update_run_json(out, {**end, "timing": timing}, drop=drop)
+        except (OSError, RunError):
+            if ended is None:  # else the error that stopped the run (e.g. a full disk) is the one to report
                 raise
     if summary.nonfinite:
         log(f"warning: {len(summary.nonfinite)} outputs held NaN/Inf (flagged in records): "
@@ -415,14 +475,17 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
 
 def _preflight(work: list, models: dict[str, Restorer], skip_invalid: bool, log: Callable[[str], None]):
     """Check every image (and released output) of ``work`` before any model runs. Returns the work without bad
-    images, the (model, dataset, image, degradation) items whose output is unusable, and the skipped files by
-    dataset; without ``skip_invalid`` any problem raises InvalidInputs listing them all."""
+    images, the (model, dataset, image, degradation) items whose output is unusable, the skipped files by
+    dataset, and each dataset's count of usable gray and colour images; without ``skip_invalid`` any problem
+    raises InvalidInputs listing them all."""
     verdicts = check_files(path for _, _, path, _ in work)
+    _check_manifests(work, verdicts)
     readers = {n: m for n, m in models.items() if getattr(m, "wants_target", False)}
     outputs = {}
     if readers:
         wanted = {(n, ds.name, name, deg): (m.path(_Item(ds, name, None, deg, None).target), ds, path)
                   for ds, name, path, deg in work if verdicts[path].ok for n, m in readers.items()}
+        _refuse_shared_outputs(readers, wanted)
         out_verdicts = check_files(o for o, _, _ in wanted.values())
         for key, (opath, ds, path) in wanted.items():
             want = expected_output_shape(verdicts[path].shape, key[3].shift)
@@ -447,16 +510,59 @@ def _preflight(work: list, models: dict[str, Restorer], skip_invalid: bool, log:
         skipped.setdefault(ds_name, {})[f"{name} [{n} {deg.name} q{deg.qf}]"] = problem
     for problem in problems:
         log(f"skipped: {problem}")
-    return [w for w in work if w[2] not in bad], set(outputs), skipped
+    kinds: dict[str, dict[str, int]] = {}
+    seen = set()
+    for ds, _, path, _ in work:
+        if path in bad or (ds.name, path) in seen:
+            continue
+        seen.add((ds.name, path))
+        counts = kinds.setdefault(ds.name, {"gray_images": 0, "colour_images": 0})
+        counts["gray_images" if ds.gray or len(verdicts[path].shape) == 2 else "colour_images"] += 1
+    return [w for w in work if w[2] not in bad], set(outputs), skipped, kinds
 
 
-def _save_png(path: Path, img: np.ndarray) -> None:
+def _check_manifests(work: list, verdicts: dict) -> None:
+    """A standard set's file must be the one its packaged manifest names (by sha256, which the preflight has
+    computed anyway): a replaced or edited image would be scored beside published numbers as if it were the
+    original. A mismatch becomes that file's problem (refused, or left out and named with --skip-invalid)."""
+    manifests: dict[str, dict] = {}
+    for ds, name, path, _ in work:
+        spec = ds.spec
+        if spec is None or not spec.manifest or not verdicts[path].ok:
+            continue
+        rows = manifests.setdefault(spec.manifest, read_manifest(spec.manifest))
+        want = (rows.get(name) or {}).get("sha256")
+        if want and verdicts[path].sha256 != want:
+            verdicts[path] = replace(verdicts[path], error=(
+                f"{path}: not the {ds.name} file the packaged manifest names (its sha256 differs: replaced or "
+                f"edited); restore it with `{spec.fetch_command}`, or pass --skip-invalid to leave it out"))
+
+
+def _refuse_shared_outputs(readers: dict, wanted: dict) -> None:
+    """An ``outputs:`` template must name one file per degradation: one that cannot tell QFs (or double JPEG's
+    first QF) apart would score the same file in every column."""
+    seen: dict[tuple, tuple] = {}
+    for (n, ds_name, name, deg), (opath, _, _) in wanted.items():
+        first = seen.setdefault((n, str(opath)), (deg, ds_name, name))
+        if first[0] != deg:
+            raise ConfigError(f"{n}: the template names one file, {opath}, for {first[0].label} and {deg.label} of "
+                              f"{ds_name}/{name}, so every column would score the same output; add {{qf}} to the "
+                              "template (and {qf1} or {degradation} for double JPEG)")
+
+
+def _save_png(out: Path, path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
     def write(fh) -> None:
         Image.fromarray(img).save(fh, format="PNG")
 
-    atomic_write(path, write)
+    refuse_links(out, path)  # the images folder (or one below it) could be a link to elsewhere
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        fix = "free disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
+        raise RunError(f"{path}: cannot save the image ({exc.strerror or exc}); {fix} and rerun the same command "
+                       "to resume (the records written so far are kept)") from None
 
 
 def _setting_of(model: Restorer) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..jpeg import Degradation
 from ..metrics import Metric
 from ..records import gt_image_path, output_image_path
@@ -40,9 +41,14 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(
-            p, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None
-        )
+        try:
+            fig.savefig(
+                p, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None
+            )
+        except OSError as exc:
+            p.unlink(missing_ok=True)  # a plot cut short is worse than none
+            raise ConfigError(f"{p}: cannot write the plot ({exc.strerror or exc}); free disk space or choose "
+                              "another --plots folder") from None
         paths.append(p)
     return paths
 
@@ -284,7 +290,11 @@ def make_plots(
     plt = _pyplot()
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the plots folder ({exc.strerror or exc}); choose another "
+                          "--plots folder") from None
     records = load(list(run_dirs), space=space, datasets=datasets, qfs=qfs)
     if records.empty:
         return []

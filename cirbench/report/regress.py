@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..files import atomic_write, to_json
-from ..records import GROUP, read_records, read_run_info
+from ..records import GROUP, json_problem, read_records, read_run_info
 from .aggregate import aggregate, metric_specs
 
 __all__ = ["SCHEMA", "NEW", "BaselineError", "Row", "load_baseline", "make_baseline", "write_baseline", "compare",
@@ -116,24 +116,36 @@ def load_baseline(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise BaselineError(f"{p}: baseline file not found (write one with `cirbench regress --update`)")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{p}: not valid JSON ({exc})") from None
+        data = json.loads(p.read_bytes())
+    except ValueError as exc:  # not JSON, or not UTF-8 text
+        raise BaselineError(f"{p}: not valid JSON ({json_problem(exc)}); restore the file or write it again with "
+                            "`cirbench regress --update`") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise BaselineError(f"{p}: not a cirbench baseline of schema {SCHEMA}")
     for k in ("protocol", "entries"):
         if k not in data:
             raise BaselineError(f"{p}: lacks {k!r}")
+    if not isinstance(data["entries"], list) or not isinstance(data.get("tolerance", {}), dict):
+        raise BaselineError(f"{p}: 'entries' must be a list and 'tolerance' an object; write the baseline again "
+                            "with `cirbench regress --update`")
     tol = dict(data.get("tolerance", {}))
     entries = []
     for i, e in enumerate(data["entries"]):
+        if not isinstance(e, dict):
+            raise BaselineError(f"{p}: entry #{i} is not an object")
         missing = [k for k in (*ENTRY_KEYS, "value") if k not in e]
         if missing:
             raise BaselineError(f"{p}: entry #{i} lacks {missing}")
         if "tol" not in e and e["metric"] not in tol:
             raise BaselineError(f"{p}: entry #{i} ({e['metric']}) has no tolerance: give it a 'tol' or put "
                                 f"the metric in 'tolerance'")
-        entries.append({**e, "value": float(e["value"]), "tol": float(e.get("tol", tol.get(e["metric"], 0.0)))})
+        try:
+            value, tolerance = float(e["value"]), float(e.get("tol", tol.get(e["metric"], 0.0)))
+        except (TypeError, ValueError):  # null, "abc": a baseline number that is not one
+            raise BaselineError(f"{p}: entry #{i} ({e['metric']} of {e['model']} {e['dataset']} QF {e['qf']}): value "
+                                f"{e['value']!r} and tol {e.get('tol')!r} must be numbers; fix the entry or write the "
+                                "baseline again with `cirbench regress --update`") from None
+        entries.append({**e, "value": value, "tol": tolerance})
     return {**data, "tolerance": tol, "entries": entries}
 
 

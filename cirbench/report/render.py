@@ -31,7 +31,18 @@ from ..errors import ConfigError
 from ..files import to_json
 from ..metrics import LUMA_SPACES, SPACES, Metric
 from ..records import GROUP
-from .aggregate import BASELINE, aggregate, comparisons, load, metric_specs, pick_metrics, provenance
+from .aggregate import (
+    BASELINE,
+    aggregate,
+    annotate,
+    comparisons,
+    load,
+    metric_specs,
+    missing_values,
+    numeric,
+    pick_metrics,
+    provenance,
+)
 from .plots import figure_caption
 from .tables import (
     CONVENTION_USERS,
@@ -256,16 +267,17 @@ def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str
 def _long(agg: pd.DataFrame, metrics: list[str], pub: pd.DataFrame | None, cmp: pd.DataFrame | None,
           models_info: dict) -> pd.DataFrame:
     """One row per group: every recorded metric's mean, published rows beside, paired CIs and profiles."""
-    columns = (*GROUP, "n_images", *metrics, "seconds_per_mp", "qf_err", "source", "per_qf_model")
+    columns = (*GROUP, "n_images", "n_expected", *metrics, "seconds_per_mp", "qf_err", "source", "per_qf_model")
     ours = agg.assign(source="", per_qf_model="")
     for col in PROFILE_COLUMNS:
         ours[col] = pd.array([(models_info.get(m, {}).get("profile") or {}).get(col) for m in ours["model"]],
                              dtype="Int64" if col == "params" else "Float64")
     frames = [ours]
     if pub is not None and len(pub):
-        frames.append(pub.assign(n_images=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan,
+        frames.append(pub.assign(n_images=pd.NA, n_expected=pd.NA, seconds_per_mp=np.nan, qf_err=np.nan, note="",
                                  **{m: np.nan for m in metrics if m not in pub}))
-    out = pd.concat(frames, ignore_index=True)[[*columns, *PROFILE_COLUMNS]]
+    # note: "n of m images", skipped files, metrics missing: what the tables' ‡ says, on the row it is about
+    out = pd.concat(frames, ignore_index=True)[[*columns, *PROFILE_COLUMNS, "note"]]
     if cmp is not None:
         out = out.merge(cmp, on=list(GROUP), how="left")
         out["n_pairs"] = out["n_pairs"].astype("Int64")  # NaN for unpaired rows would make it float
@@ -279,14 +291,14 @@ def _conventions_long(agg: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     out = agg.merge(ref, on=key, how="left")
     for m in metrics:
         out[f"d_{m}_to_y"] = out[m] - out.pop(f"_y_{m}")
-    return out[[*GROUP, "n_images", *metrics, *(f"d_{m}_to_y" for m in metrics)]]
+    return out[[*GROUP, "n_images", "n_expected", *metrics, *(f"d_{m}_to_y" for m in metrics), "note"]]
 
 
-def _json(long: pd.DataFrame, prov: dict, specs: dict[str, Metric]) -> str:
+def _json(long: pd.DataFrame, prov: dict, specs: dict[str, Metric], notes: list[str]) -> str:
     rows = [{k: (None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v)
              for k, v in r.items()} for r in long.to_dict("records")]
     metrics = {name: m.info() for name, m in specs.items()}  # how to read each column (direction, unit...)
-    return json.dumps(to_json({"provenance": prov, "metrics": metrics, "results": rows}), indent=2,
+    return json.dumps(to_json({"provenance": prov, "metrics": metrics, "notes": notes, "results": rows}), indent=2,
                       ensure_ascii=False) + "\n"
 
 
@@ -348,25 +360,26 @@ def render(
         raise ConfigError(nothing_matches(run_dirs, space, datasets, qfs))
     specs = metric_specs(run_dirs, records)
     shown_metrics = pick_metrics(specs, metrics)
+    records = numeric(records, list(specs))  # "abc" or null: NaN, named below, never a number
     cmp = (
         comparisons(records, shown_metrics[0], reference) if ci else None
     )  # before the model filter: the reference may be hidden
     shown = records[records["model"].isin(models)] if models else records
     if shown.empty:
         raise ConfigError(f"no records of models {list(models)}")
-    agg = aggregate(shown, list(specs))
+    prov = provenance(run_dirs)
+    agg = annotate(aggregate(shown, list(specs)), prov, missing_values(shown, specs))
     columns = columns_of(agg, datasets)
     row_keys = row_keys_of(agg, models)
     pub, pub_notes = published_rows(published_path, columns) if published else (None, [])
-    prov = provenance(run_dirs)
+    marked, coverage_notes = coverage(agg, prov)
 
     if fmt in ("csv", "json"):
         long = _long(agg, list(specs), pub, cmp, prov["models"])
-        return _csv(long) if fmt == "csv" else _json(long, prov, specs)
+        return _csv(long) if fmt == "csv" else _json(long, prov, specs, coverage_notes)
 
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
     groups = column_groups(columns, len(shown_metrics))
-    marked, coverage_notes = coverage(agg, prov)
     tables = [quality_table(agg, cols, row_keys, shown_metrics, pub, sources, suffix, marked)
               for suffix, cols in groups]
     if cmp is not None:
@@ -419,11 +432,12 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
                           f"{', '.join(map(str, run_dirs))}; gray data have one convention only")
     specs = metric_specs(run_dirs, colour)
     shown_metrics = pick_metrics(specs, metrics)
-    agg = aggregate(colour, list(specs))
     prov = provenance(run_dirs)
+    agg = annotate(aggregate(colour, list(specs)), prov, missing_values(colour, specs))
+    _, coverage_notes = coverage(agg, prov)
     if fmt in ("csv", "json"):
         long = _conventions_long(agg, list(specs))
-        return _csv(long) if fmt == "csv" else _json(long, prov, specs)
+        return _csv(long) if fmt == "csv" else _json(long, prov, specs, coverage_notes)
     cells = list(dict.fromkeys(c[:3] for c in columns_of(agg, datasets)))
     row_keys = row_keys_of(agg, models)
     pub = None
@@ -435,7 +449,7 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
         pub = pub[[k in have for k in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"], strict=True)]]
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
     tables = [t for c in cells if (t := conventions_table(agg, c, row_keys, shown_metrics, pub, sources))]
-    notes = [CONVENTION_USERS] + [f"[{i}] {src}" for i, src in enumerate(sources, 1)]
+    notes = [CONVENTION_USERS] + [f"[{i}] {src}" for i, src in enumerate(sources, 1)] + coverage_notes
     if sources:
         notes.append("Published rows are quoted from their sources under their own convention, not re-run.")
     gray = sorted(set(records["dataset"]) - set(colour["dataset"])) if not records.empty else []

@@ -191,8 +191,11 @@ def _ranks(values: dict, metric: Metric) -> dict:
 
 def _heads(columns, title: str, suffix: str, marked=frozenset()) -> tuple[str, list[str], list[str]]:
     """Title, spanning groups and labels: a one-dataset table names its dataset in the title instead.
-    ``marked`` columns (means over fewer images than announced, or over different image sets) carry ‡."""
-    labels = [_column_label(c[1], c[2]) + (f" {PARTIAL}" if c in marked else "") for c in columns]
+    ``marked`` columns (means over fewer images than announced, or over different image sets) carry ‡. Two
+    columns of one cell in different spaces (gray and colour images of one folder) name their space."""
+    cells = [c[:3] for c in columns]
+    labels = [_column_label(c[1], c[2]) + (f" ({c[3]})" if cells.count(c[:3]) > 1 else "")
+              + (f" {PARTIAL}" if c in marked else "") for c in columns]
     if suffix:
         return f"{title} — {suffix}", [""] * len(columns), labels
     return title, [c[0] for c in columns], labels
@@ -419,26 +422,39 @@ def conventions_caption(metrics: list[Metric], prov: dict) -> str:
 
 
 def coverage(agg: pd.DataFrame, prov: dict) -> tuple[set[tuple], list[str]]:
-    """Columns whose means do not cover the whole dataset, and why: images skipped as invalid
-    (``--skip-invalid``: "n of m images (k skipped)"), or models whose means cover different image sets
-    (never compared silently: also a warning)."""
+    """Columns whose means do not cover what they should, each marked ‡ with a note: images skipped as invalid
+    (``--skip-invalid``: "n of m images (k skipped)", once per dataset), and, from
+    :func:`~cirbench.report.aggregate.annotate`'s ``_why``, fewer images than run.json announces, a dataset it
+    does not list, a metric missing or not a number (naming the models); and columns whose models' means cover
+    different image sets (never compared silently: also a warning)."""
     marked, notes = set(), []
     announced = prov.get("dataset_images", {})
+    cols_of = {}
+    for r in agg.itertuples():
+        cols_of.setdefault(r.dataset, set()).add((r.dataset, r.degradation, r.qf, r.space))
     for ds, files in prov.get("skipped_images", {}).items():
-        cols = [c for c in {(r.dataset, r.degradation, r.qf, r.space) for r in agg.itertuples()} if c[0] == ds]
-        if not cols or not files:
+        if not cols_of.get(ds) or not files:
             continue
-        marked.update(cols)
+        marked.update(cols_of[ds])
         m = announced.get(ds)
         names = ", ".join(sorted(files)[:5]) + (" ..." if len(files) > 5 else "")
         total = f"{m - len(files)} of {m} images" if m else "fewer images"
         notes.append(f"{PARTIAL} {ds}: {total} ({len(files)} skipped as invalid: {names}; reasons in run.json).")
     for col, grp in agg.groupby(["dataset", "degradation", "qf", "space"], sort=False):
-        ns = dict(zip(grp["model"] + grp["setting"].map(lambda s: "" if s == "single" else f" ({s})"),
-                      grp["n_images"], strict=True))
+        rows = grp.to_dict("records")
+        label = {id(r): r["model"] + ("" if r["setting"] == "single" else f" ({r['setting']})") for r in rows}
+        by_why: dict[str, list[str]] = {}
+        for r in rows:
+            if r.get("_why"):
+                by_why.setdefault(r["_why"], []).append(label[id(r)])
+        where = f"{col[0]} {_column_label(col[1], col[2])} ({col[3]})"
+        if by_why:
+            marked.add(col)
+            notes.append(f"{PARTIAL} {where}: " + "; ".join(f"{', '.join(m)}: {w}" for w, m in by_why.items()) + ".")
+        ns = {label[id(r)]: r["n_images"] for r in rows}
         if len(set(ns.values())) > 1:
             marked.add(col)
-            text = (f"{col[0]} {_column_label(col[1], col[2])} ({col[3]}): the means cover different image sets "
+            text = (f"{where}: the means cover different image sets "
                     f"({', '.join(f'{k} {v}' for k, v in ns.items())} images); compare them with care")
             notes.append(f"{PARTIAL} {text}.")
             warnings.warn(text, stacklevel=2)

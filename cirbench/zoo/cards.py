@@ -1,10 +1,13 @@
 """Model cards: ``models/*.toml`` files naming an architecture, its keyword arguments and its weights, like
 timm's pretrained configs (URL + sha256). The schema is the :class:`ModelCard` dataclass, validated on load.
 
-Cards are found in the ``$CIRBENCH_MODELS`` folders first, then among the packaged ``models/``. A weight
-file is looked for, in order: an absolute path; ``$CIRBENCH_WEIGHTS/<file>``; beside the card; the cache,
-``$CIRBENCH_CACHE/weights/<file>`` (where ``cirbench models fetch`` puts downloads; cards naming the same
-file share it).
+Cards are found in the ``$CIRBENCH_MODELS`` folders first, then among the packaged ``models/``. A card is
+data: its ``arch`` names a registered architecture (never ``module:attr``), and its weight file names are
+relative paths that stay inside the folder they are looked up in (no ``..``, no absolute path). A weight file
+is looked for, in order: ``$CIRBENCH_WEIGHTS/<file>``; beside the card; the cache,
+``$CIRBENCH_CACHE/weights/<file>`` (where ``cirbench models fetch`` puts downloads). A file found there is used
+only when its sha256 matches the card's (when the card gives one); a cached file of the same name but another
+digest (another card's) is left alone, and this card's goes to ``weights/sha256-<digest[:16]>/<file>``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from urllib.parse import urlsplit
 
 from ..config import closest, find_tomls, from_table, load_toml
 from ..errors import ConfigError
-from ..files import cache_dir
+from ..files import cache_dir, inside, verified_sha256
+from ..registry import is_import_path
 
 __all__ = ["Weights", "WeightFile", "ModelCard", "list_cards", "load_card"]
 
@@ -91,19 +95,43 @@ class ModelCard:
     def per_qf(self) -> dict[int, str]:
         return {int(k): v for k, v in self.weights.per_qf.items()}
 
-    def cache_path(self, weight: str) -> Path:
-        """Where a download of ``weight`` goes."""
-        return cache_dir() / "weights" / weight
+    def sha256_of(self, weight: str) -> str:
+        """The digest the card gives for ``weight`` ("" when none)."""
+        names, shas = self.weight_names, self.sha256s
+        return shas[names.index(weight)].lower() if weight in names and names.index(weight) < len(shas) else ""
 
-    def resolve(self, weight: str) -> Path:
-        """A weight file where it is (see the module doc for the order), else its cache path."""
-        p = Path(weight).expanduser()
-        if p.is_absolute():
-            return p
-        cands = [self.path.parent / p, self.cache_path(weight)]
+    def cache_path(self, weight: str, sha256: str = "") -> Path:
+        """Where a download of ``weight`` goes: ``weights/<file>``, unless a file of another digest (another
+        card's of the same name) is there; then ``weights/sha256-<digest[:16]>/<file>``, so neither is
+        overwritten."""
+        plain = cache_dir() / "weights" / weight
+        if sha256 and plain.is_file() and verified_sha256(plain) != sha256.lower():
+            return cache_dir() / "weights" / f"sha256-{sha256.lower()[:16]}" / weight
+        return plain
+
+    def candidates(self, weight: str, sha256: str = "") -> list[Path]:
+        """Every place ``weight`` is looked for, in order (see the module doc)."""
+        p = Path(weight)
+        cands = [self.path.parent / p, cache_dir() / "weights" / p]
+        if sha256:
+            cands.append(cache_dir() / "weights" / f"sha256-{sha256.lower()[:16]}" / p)
         if os.environ.get("CIRBENCH_WEIGHTS"):
             cands.insert(0, Path(os.environ["CIRBENCH_WEIGHTS"]) / p)
-        return next((c for c in cands if c.exists()), cands[-1])
+        return cands
+
+    def resolve(self, weight: str, sha256: str | None = None) -> Path:
+        """A weight file where it is and, when the card gives a digest, with that digest (checked once per
+        size and mtime); else where a download of it goes."""
+        sha = (self.sha256_of(weight) if sha256 is None else sha256).lower()
+        for c in self.candidates(weight, sha):
+            if c.is_file() and (not sha or verified_sha256(c) == sha):
+                return c
+        return self.cache_path(weight, sha)
+
+    def mismatched(self, weight: str) -> list[Path]:
+        """Files named ``weight`` that are there but hold another digest than the card's."""
+        sha = self.sha256_of(weight)
+        return [c for c in self.candidates(weight, sha) if sha and c.is_file() and verified_sha256(c) != sha]
 
     def weight_paths(self) -> list[Path]:
         return [self.resolve(w) for w in self.weight_names]
@@ -129,6 +157,17 @@ def load_card(name_or_path: str | os.PathLike) -> ModelCard:
         p = cards[str(name_or_path)]
     card = from_table(ModelCard, load_toml(p), where=str(p))
     card.path = p
+    if is_import_path(card.arch):  # a card is data: it never names code to import
+        raise ConfigError(f"{p}: key 'arch' is an import path ({card.arch!r}); a card may name only registered "
+                          "architectures or installed entry points (`cirbench models list`); run your own code "
+                          "with --models module:attr")
+    for key, names in (("weights.path", card.weight_names if card.weights.path else ()),
+                       ("weights.url", () if card.weights.path else card.weight_names),
+                       ("weights.per_qf", tuple(card.weights.per_qf.values()))):
+        for name in names:
+            if not isinstance(name, str) or not inside(name):
+                raise ConfigError(f"{p}: key {key!r} names {name!r}, which is not a file inside the weights folder "
+                                  "(absolute paths and '..' are refused); give a relative file name")
     bad = [k for k in card.weights.per_qf if not str(k).isdigit()]
     if bad:
         raise ConfigError(f"{p} [weights.per_qf]: keys must be quality factors, got {bad[0]!r}")

@@ -22,6 +22,7 @@ from ..files import atomic_write, sha256_file
 
 __all__ = [
     "CheckpointError",
+    "incomplete",
     "load_into",
     "save_state_dict",
     "unwrap_state_dict",
@@ -122,6 +123,36 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor
     return _strip_shared_prefixes(sd)
 
 
+def incomplete(path: str | os.PathLike) -> str | None:
+    """Why a weights file is cut short, by its own format (None when it looks whole, or the format has no such
+    check): a safetensors file must hold its header and every tensor's bytes, a zip checkpoint (torch.save's
+    format) must end with its end-of-central-directory record."""
+    import json
+    import struct
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if path.suffix.lower() == SAFETENSORS_SUFFIX:
+            if len(head) < 8:
+                return f"{size} bytes, shorter than a safetensors header"
+            (n,) = struct.unpack("<Q", head)
+            if 8 + n > size:
+                return f"{size} bytes, but its header alone declares {8 + n}"
+            try:
+                header = json.loads(fh.read(n))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return "its safetensors header is not readable"
+            return None if 8 + n + end <= size else f"{size} bytes, but its tensors need {8 + n + end}"
+        if head[:4] == b"PK\x03\x04":  # a zip: torch.save's format since torch 1.6
+            fh.seek(max(0, size - 65536 - 22))
+            if b"PK\x05\x06" not in fh.read():
+                return f"{size} bytes and no zip end record: cut short"
+    return None
+
+
 def _read_raw(path: Path):
     """Read a checkpoint file into the object it holds, never executing pickled code."""
     if not path.is_file():
@@ -133,7 +164,8 @@ def _read_raw(path: Path):
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc}); it may be cut short or "
+                                  "damaged: delete it and fetch it again (`cirbench models fetch NAME`)") from exc
     if suffix in PICKLE_SUFFIXES:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -145,7 +177,9 @@ def _read_raw(path: Path):
                 f"plain state_dict or .safetensors in a trusted environment. Detail: {first_line}"
             ) from exc
         except Exception as exc:
-            raise CheckpointError(f"{path}: could not read checkpoint ({type(exc).__name__}: {exc})") from exc
+            raise CheckpointError(f"{path}: could not read checkpoint ({type(exc).__name__}: {exc}); it may be cut "
+                                  "short or damaged: delete it and fetch it again (`cirbench models fetch NAME`)"
+                                  ) from exc
     raise CheckpointError(
         f"{path}: unsupported checkpoint extension {suffix!r} "
         f"(expected one of {', '.join(PICKLE_SUFFIXES + (SAFETENSORS_SUFFIX,))})"

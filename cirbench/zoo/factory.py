@@ -38,6 +38,9 @@ def build_network(card: ModelCard):
 def missing_message(card: ModelCard, paths: list[Path]) -> str:
     where = "; ".join(card.urls) if card.urls else "no public URL known"
     note = f" — {card.weights.note}" if card.weights.note else ""
+    other = [str(p) for w in card.weight_names for p in card.mismatched(w)]
+    if other:  # a file of that name is there, but it is not the card's: never used in its place
+        note += f" ({', '.join(other)} {'has' if len(other) == 1 else 'have'} another sha256 than the card's)"
     return (f"model {card.name!r}: weights not found ({', '.join(str(p) for p in paths) or 'none named'}). "
             f"Get them with `cirbench models fetch {card.name}` or from: {where}{note}. Or put them next to the "
             "card, set CIRBENCH_WEIGHTS to their folder, or pass --weights PATH.")

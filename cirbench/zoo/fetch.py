@@ -4,7 +4,9 @@ Plain URLs go through :func:`cirbench.files.download` (pooch: temporary name, mo
 sha256 and size match). Google Drive folder links, such as PromptCIR's, need the optional ``gdown``
 (``pip install 'cirbench[gdrive]'``); the folder is downloaded into a temporary folder and only the card's
 files, checked, are moved into the cache. A card without a known digest downloads anyway, prints the digest
-it got, and every run records it in ``run.json`` (``weights_sha256``).
+it got, and every run records it in ``run.json`` (``weights_sha256``); such a download is kept only when the
+file is whole by its own format (a safetensors header that covers the file, a zip checkpoint with its end
+record), since a body cut short without a Content-Length looks complete to HTTP.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ __all__ = ["fetch_card", "missing_files"]
 
 
 def missing_files(card: ModelCard) -> list[WeightFile]:
-    """The card's weight files that are nowhere on disk."""
-    return [f for f in card.files if not card.resolve(f.name).exists()]
+    """The card's weight files that are nowhere on disk with the card's digest."""
+    return [f for f in card.files if not card.resolve(f.name, f.sha256).exists()]
 
 
 def _is_drive(url: str) -> bool:
@@ -48,7 +50,7 @@ def _from_drive(card: ModelCard, files: list[WeightFile], log: Callable[[str], N
             f"model {card.name!r}: its weights are in a Google Drive folder ({files[0].url}); install the optional "
             f"downloader with `pip install 'cirbench[gdrive]'`, or download {', '.join(f.name for f in files)} "
             f"by hand into {card.cache_path('')}") from None
-    target = card.cache_path(files[0].name).parent
+    target = card.cache_path(files[0].name, files[0].sha256).parent
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".drive-") as tmp:
         try:
@@ -68,7 +70,7 @@ def _from_drive(card: ModelCard, files: list[WeightFile], log: Callable[[str], N
                 raise FetchError(f"{files[0].url}: the folder has no {Path(f.name).name}; nothing was kept")
             staged.append((src, _verify(src, f), f))
         for src, digest, f in staged:
-            dest = card.cache_path(f.name)
+            dest = card.cache_path(f.name, f.sha256)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest)
             _report(card, f, digest, dest, log)
@@ -80,14 +82,27 @@ def _report(card: ModelCard, f: WeightFile, digest: str, dest: Path, log: Callab
 
 
 def _by_hand(card: ModelCard, files: list[WeightFile]) -> str:
-    """How to get ``files`` without cirbench downloading them."""
-    where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name)}" for f in files)
-    return f"put them in place by hand: {where} (or pass --weights PATH)"
+    """How to get ``files`` without cirbench downloading them (and which file of that name is not the card's)."""
+    where = "; ".join(f"{f.url or 'no URL known'} -> {card.cache_path(f.name, f.sha256)}" for f in files)
+    other = [str(p) for f in files for p in card.mismatched(f.name)]
+    note = f"; {', '.join(other)} has another sha256 than the card's and is not used" if other else ""
+    return f"put them in place by hand: {where} (or pass --weights PATH){note}"
 
 
 def _unreachable(card: ModelCard, files: list[WeightFile], host: str, why: str) -> WeightsMissing:
     return WeightsMissing(f"model {card.name!r}: could not reach {host} ({why}); nothing was kept; check the network "
                           f"and retry, or {_by_hand(card, files)}")
+
+
+def _refuse_incomplete(path: Path, f: WeightFile) -> None:
+    """No digest to check a download against: keep it only when its format says it is whole."""
+    from .checkpoints import incomplete
+
+    why = incomplete(path)
+    if why:
+        path.unlink()
+        raise FetchError(f"{f.url}: the download is incomplete ({why}) and the card gives no sha256 to check it; "
+                         "nothing was kept; retry, and add the file's sha256 to the card once you have a good copy")
 
 
 def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[Path]:
@@ -107,9 +122,11 @@ def fetch_card(card: ModelCard, *, log: Callable[[str], None] = lambda m: print(
         if _is_drive(f.url):
             continue
         try:
-            dest = download(f.url, card.cache_path(f.name), f.sha256 or None, size=f.size or None)
+            dest = download(f.url, card.cache_path(f.name, f.sha256), f.sha256 or None, size=f.size or None)
         except Unreachable as exc:
             left = [g for g in missing_files(card) if not _is_drive(g.url)]  # those fetched before are kept
             raise _unreachable(card, left, exc.host, exc.why) from None
+        if not f.sha256:
+            _refuse_incomplete(dest, f)
         _report(card, f, sha256_file(dest), dest, log)
     return card.weight_paths()

@@ -232,3 +232,16 @@ def test_cli_datasets_verify(tmp_path, capsys, data_root):
     out = capsys.readouterr().out
     assert "FAILED" in out and "barbara.bmp" in out
     assert read_image(src.files[0]).shape == (512, 512)
+
+
+def test_two_files_of_one_stem_in_a_folder_are_refused(tmp_path):
+    """Issue 23: good.jpg and good.png would both be saved as good.png (and outputs:{stem} would read one file
+    for both), so crops and scores would pair the wrong images."""
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "good.png")
+    Image.fromarray(pixels).save(tmp_path / "good.jpg")
+    Image.fromarray(pixels).save(tmp_path / "other.png")
+    with pytest.raises(ConfigError, match=r"good\.jpg and good\.png share the stem 'good'.*rename or move one"):
+        get_dataset(f"folder:{tmp_path}")
+    (tmp_path / "good.jpg").unlink()
+    assert [p.name for p in get_dataset(f"folder:{tmp_path}").files] == ["good.png", "other.png"]

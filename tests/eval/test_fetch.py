@@ -254,3 +254,66 @@ def test_no_network_names_the_manual_way(tmp_path, no_dns, no_network, capsys):
                          "datasets fetch --help`)")
     assert "Caused by" not in last and "Connection(" not in last
     assert _tree(root) == []
+
+
+# --- issue 23: an archive cannot fill the disk ----------------------------------------------------------------
+def _tgz(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+
+def test_an_archive_member_larger_than_the_manifest_says_is_refused_before_it_is_written(tmp_path, no_network,
+                                                                                         monkeypatch):
+    """A 20 MB member of zeros in a tgz of a few KB was extracted whole before the manifest was checked."""
+    written = []
+    real_open = open
+
+    def spy(file, mode="r", *a, **k):  # every file the extraction opens for writing
+        if "w" in mode and ".staging-" in str(file):
+            written.append(str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", spy)
+    archive = tmp_path / "classic5.tgz"
+    _tgz(archive, {"classic5/lena.bmp": bytes(20 * 2**20)})
+    assert archive.stat().st_size < 100_000
+    root = tmp_path / "root"
+    want = read_manifest("classic5.tsv")["lena.bmp"]["bytes"]
+    with pytest.raises(FetchError, match=rf"refused, member 'classic5/lena.bmp' holds {20 * 2**20} bytes or more, "
+                                         rf"above the {want} it may hold") as err:
+        fetch_dataset("classic5", root, str(archive), log=lambda m: None)
+    assert "\n" not in str(err.value) and not written and _tree(root) == []
+
+
+def test_a_set_without_sizes_has_a_stated_limit_and_unneeded_members_are_skipped(tmp_path, no_network, monkeypatch):
+    from cirbench.eval import fetch as fetch_mod
+
+    src = tmp_path / "src"
+    _div2k_pngs(src)
+    members = {f"DIV2K_valid_HR/{p.name}": p.read_bytes() for p in sorted(src.iterdir())}
+    archive = tmp_path / "div2k.tgz"
+    _tgz(archive, {**members, "DIV2K_valid_HR/junk.bin": bytes(5 * 2**20)})  # not wanted: never written
+    monkeypatch.setattr(fetch_mod, "MAX_MEMBER_BYTES", 4096)
+    fetch_dataset("div2k", tmp_path / "root", str(archive), log=lambda m: None)
+    assert len(get_dataset("div2k", tmp_path / "root")) == 100 and not list(tmp_path.rglob("junk.bin"))
+    _tgz(archive, {**members, "DIV2K_valid_HR/0801.png": bytes(8192)})  # a needed file over the stated limit
+    with pytest.raises(FetchError, match="'DIV2K_valid_HR/0801.png' holds 8192 bytes or more, above the 4096"):
+        fetch_dataset("div2k", tmp_path / "root2", str(archive), log=lambda m: None)
+    assert _tree(tmp_path / "root2") == []
+
+
+def test_a_full_disk_while_extracting_is_one_line(tmp_path, no_network, full_disk, capsys):
+    src = tmp_path / "src"
+    _div2k_pngs(src)
+    archive = tmp_path / "div2k.tgz"
+    _tgz(archive, {f"DIV2K_valid_HR/{p.name}": p.read_bytes() for p in sorted(src.iterdir())})
+    root = tmp_path / "root"
+    root.mkdir()
+    full_disk(root)
+    assert main(["datasets", "fetch", "div2k", "--data-root", str(root), "--from", str(archive)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "nothing was kept" in err
+    assert _tree(root) == []

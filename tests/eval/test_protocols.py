@@ -1,5 +1,7 @@
 """Protocol TOML files: the packaged ones load; bad files give errors naming the file and key."""
 
+import re
+
 import pytest
 
 from cirbench.config import ConfigError
@@ -155,8 +157,54 @@ def test_adhoc_runs_exactly_the_values_given():
     p = Protocol.adhoc(["classic5", "folder:/x"], [10, 90], ("jpeg",))
     assert p.name == "adhoc" and not p.give_qf
     assert p.jobs == tuple((d, Degradation(q)) for d in ("classic5", "folder:/x") for q in (10, 90))
-    assert Protocol.adhoc(["classic5"], [10], ()).sha256 != Protocol.adhoc(["classic5"], [20], ()).sha256
+    # The sha256 is the ad-hoc definition's, not the selection's (as a protocol file's under --qf filters): ad-hoc
+    # runs on other QFs into one folder resume it, and a resume checks the definition (issue 23).
+    assert Protocol.adhoc(["classic5"], [10], ()).sha256 == Protocol.adhoc(["live1"], [20], ()).sha256
     with pytest.raises(ConfigError, match="did you mean 'classic5'"):
         Protocol.adhoc(["clasic5"], [10], ())
     with pytest.raises(ConfigError, match="1..100"):
         Protocol.adhoc(["classic5"], [0], ())
+
+
+# --- issue 23: what `protocols validate` once called ok -----------------------------------------------------
+@pytest.mark.parametrize("body,words", [
+    ('setting = "bogus"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n', "key 'setting' is 'bogus'"),
+    ('models = []\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n', "key 'models' is an empty list"),
+    ('[[tasks]]\ndatasets = []\nqfs = [10]\n', "[tasks #1]: key 'datasets' is an empty list"),
+    ('tasks = []\n', "has no [[tasks]]"),
+    ('metrics = []\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n', "key 'metrics' is an empty list"),
+], ids=["setting", "models", "datasets", "tasks", "metrics"])
+def test_a_protocol_that_cannot_run_is_refused_on_load(tmp_path, body, words):
+    f = tmp_path / "p.toml"
+    f.write_text('name = "p"\nversion = "1"\n' + body)
+    with pytest.raises(ConfigError, match=re.escape(words)) as err:
+        load_protocol(f)
+    assert str(f) in str(err.value)
+
+
+def test_validate_says_not_ok_for_an_unknown_model_or_a_missing_folder(tmp_path, capsys):
+    from cirbench.cli import main
+
+    good = tmp_path / "good.toml"
+    good.write_text('name = "good"\nversion = "1"\n[[tasks]]\ndatasets = ["classic5"]\nqfs = [10]\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nversion = "1"\nmodels = ["jpeg", "fbcnn-colour"]\n[[tasks]]\n'
+                   'datasets = ["folder:absent"]\nqfs = [10]\n')
+    assert main(["protocols", "validate", str(good), str(bad), str(tmp_path / "p.toml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{good}: ok (good v1, 1 jobs)" in out
+    assert "unknown model 'fbcnn-colour' (did you mean 'fbcnn-color'?)" in out
+    assert f"dataset folder:{tmp_path / 'absent'}: folder not found" in out and f"{bad}: not ok (2 problem(s))" in out
+    assert f"NOT OK {tmp_path / 'p.toml'}: file not found" in out  # every file is checked, each said on its line
+    assert main(["protocols", "validate", str(good)]) == 0
+
+
+def test_protocol_settings_are_the_inference_presets():
+    """The protocol loader names the settings without importing torch; the two lists must stay one."""
+    from cirbench.eval.protocols import SETTINGS
+    from cirbench.zoo.inference import InferenceSettings
+
+    for name in SETTINGS:
+        assert InferenceSettings.named(name).name == name
+    with pytest.raises(ConfigError):
+        InferenceSettings.named("bogus")

@@ -193,3 +193,20 @@ def test_tolerance_override_and_spread(jpeg_run, tmp_path, capsys):
     assert regress("--baseline", base, other) == 1
     assert regress("--baseline", base, other, "--tol", "psnr=0.1") == 0
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda text: text.replace('"value": ', '"value": null, "was": ', 1), "value None and tol"),
+    (lambda text: text.replace('"value": ', '"value": "abc", "was": ', 1), "value 'abc' and tol"),
+    (lambda text: text.encode("utf-8").replace(b'"note"', b'"n\xffte"', 1), "not UTF-8 text"),
+], ids=["null", "abc", "not-utf8"])
+def test_a_broken_baseline_is_one_line(jpeg_run, tmp_path, capsys, edit, words):
+    """Issue 23: a null or "abc" value, or bytes that are not UTF-8, once ended in a traceback."""
+    base, run = jpeg_run
+    broken = tmp_path / "broken.json"
+    text = edit(base.read_text())
+    broken.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert regress(run, "--baseline", broken) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cirbench: error: ") and "Traceback" not in err
+    assert str(broken) in err and words in err

@@ -391,3 +391,86 @@ def test_skipped_images_and_unequal_image_sets_are_marked(tmp_path):
     with pytest.warns(UserWarning, match="classic5 QF 20 .*different image sets"):
         md = render(run, "md")
     assert "swinir 2" in md and "jpeg 3" in md
+
+
+# --- issue 23: no mean is silently wrong ----------------------------------------------------------------------
+FORMATS = ("table", "md", "latex", "html", "csv", "json")
+
+
+def _copy_run(tmp_path, name="run", **info_changes) -> Path:
+    run = tmp_path / name
+    shutil.copytree(RUN, run)
+    info = json.loads((run / "run.json").read_text())
+    info.update(info_changes)
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def _rows(text: str, fmt: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text))) if fmt == "csv" else json.loads(text)["results"]
+
+
+def test_a_partial_mean_carries_a_mark_and_n_of_m_in_every_format(tmp_path):
+    """After kill -9 at 3 of 5 images: the report once printed the 3-image means, in bold, unmarked."""
+    run = _copy_run(tmp_path, datasets={"classic5": {"images": 3}, "live1": {"images": 5}})
+    for fmt in FORMATS:
+        text = render(run, fmt)
+        if fmt in ("csv", "json"):
+            rows = _rows(text, fmt)
+            live1 = [r for r in rows if r["dataset"] == "live1"]
+            assert live1 and all(str(r["n_expected"]) == "5" and "3 of 5 images" in r["note"] for r in live1), fmt
+            assert all(r["note"] == "" for r in rows if r["dataset"] == "classic5"), fmt
+            if fmt == "json":
+                assert any("3 of 5 images" in n for n in json.loads(text)["notes"])
+        else:
+            assert "‡" in text and "3 of 5 images" in text, fmt
+            assert "classic5 QF 10 (gray)" not in text  # a whole column is not marked
+
+
+def test_records_of_a_dataset_run_json_does_not_announce_are_marked(tmp_path):
+    """Records of another run appended to this one became unmarked columns."""
+    run = _copy_run(tmp_path, datasets={"classic5": {"images": 3}})
+    lines = (run / "records.jsonl").read_text().splitlines()
+    appended = {**json.loads(lines[0]), "qf": 30}  # one image of a QF the run never asked for
+    (run / "records.jsonl").write_text("\n".join([*lines, json.dumps(appended)]) + "\n")
+    md = render(run, "md")
+    assert "live1 is not among the datasets run.json announces" in md and "QF 10 ‡" in md
+    assert "classic5 QF 30 (gray): jpeg: 1 of 3 images" in md
+    assert all("of ? images" in r["note"] for r in _rows(render(run, "csv"), "csv") if r["dataset"] == "live1")
+
+
+@pytest.mark.parametrize("value", [None, "nan", "abc"], ids=["null", "NaN", "not-a-number"])
+def test_a_missing_or_nan_metric_is_named_and_leaves_no_mean(tmp_path, value):
+    """A null PSNR was skipped in the mean (Classic5 QF 10 then read 28.69 where 27.82 was right)."""
+    run = _copy_run(tmp_path)
+    lines = (run / "records.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert (first["model"], first["dataset"], first["qf"]) == ("jpeg", "classic5", 10)
+    first["psnr"] = value
+    (run / "records.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    rows = _rows(render(run, "csv"), "csv")
+    (row,) = [r for r in rows if (r["model"], r["dataset"], r["qf"]) == ("jpeg", "classic5", "10")]
+    assert row["psnr"] == "" and f"psnr missing or not a number for 1 image(s) ({first['image']})" in row["note"]
+    assert row["ssim"] != ""  # the other metrics of those images are whole
+    md = render(run, "md", ci=True)  # the paired CI too: no interval over fewer pairs, no traceback
+    assert "psnr missing or not a number" in md and "classic5 QF 10 ‡" in md
+
+
+def test_one_name_run_with_other_weights_is_two_labelled_rows(tmp_path):
+    """`report runA runB` kept the last run's numbers under the shared name, without a word."""
+    a = _copy_run(tmp_path, "a")
+    b = _copy_run(tmp_path, "b")
+    for run, sha, shift in ((a, "aa" * 32, 0.0), (b, "bb" * 32, 1.0)):
+        info = json.loads((run / "run.json").read_text())
+        info["models"]["fbcnn"]["weights_sha256"] = [sha]
+        (run / "run.json").write_text(json.dumps(info))
+        recs = [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
+        for r in recs:
+            if r["model"] == "fbcnn":
+                r["psnr"] += shift
+        (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = [r for r in _rows(render([a, b], "csv"), "csv") if r["model"].startswith("fbcnn")]
+    by = {(r["model"], r["dataset"], r["qf"]): float(r["psnr"]) for r in rows if r["space"] == "gray"}
+    assert by[("fbcnn @aaaaaaaa", "classic5", "10")] == 30.0 and by[("fbcnn @bbbbbbbb", "classic5", "10")] == 31.0
+    assert "fbcnn @aaaaaaaa" in render([a, b], "md") and "fbcnn @bbbbbbbb" in render([a, b], "md")
+    assert {r["model"] for r in _rows(render([a, a], "csv"), "csv")} == {"jpeg", "fbcnn", "swinir"}  # same weights

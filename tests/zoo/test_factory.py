@@ -262,7 +262,7 @@ def user_module_importable_from_cwd(monkeypatch):
     yield
 
 
-def test_cirbench_run_end_to_end(cards_dir, tmp_path, crops, user_module_importable_from_cwd):
+def test_cirbench_run_end_to_end(cards_dir, tmp_path, crops, user_module_importable_from_cwd, monkeypatch):
     """Tiny random-weight PromptCIR, PromptIR and FBCNN saved as a safetensors file, a Lightning
     checkpoint and a DataParallel-prefixed BasicSR EMA checkpoint, plus a user model, all run by
     ``cirbench run`` on two 48x40 crops at QF 10, producing Y and RGB records for each image."""
@@ -271,9 +271,10 @@ def test_cirbench_run_end_to_end(cards_dir, tmp_path, crops, user_module_importa
     save_shape(random_state_dict("promptcir"), w / "weights.safetensors")
     save_shape(random_state_dict("promptir"), w / "lightning.ckpt")
     torch.save({"params_ema": _prefixed(random_state_dict("fbcnn"), "module.")}, w / "fbcnn.pth")
-    names = [write_tiny_card(cards_dir, "promptcir", weights=str(w / "weights.safetensors")),
-             write_tiny_card(cards_dir, "promptir", weights=str(w / "lightning.ckpt")),
-             write_tiny_card(cards_dir, "fbcnn", weights=str(w / "fbcnn.pth"))]
+    monkeypatch.setenv("CIRBENCH_WEIGHTS", str(w))  # cards name files inside a weights folder, never a path
+    names = [write_tiny_card(cards_dir, "promptcir", weights="weights.safetensors"),
+             write_tiny_card(cards_dir, "promptir", weights="lightning.ckpt"),
+             write_tiny_card(cards_dir, "fbcnn", weights="fbcnn.pth")]
     out = tmp_path / "run"
     argv = ["run", "--models", ",".join([*names, "examples.my_model:TinyNet"]), "--datasets", f"folder:{crops}",
             "--qf", "10", "--out", str(out), "--threads", "1"]

@@ -16,7 +16,7 @@ from cirbench.errors import FetchError, WeightsMissing
 from cirbench.files import sha256_file
 from cirbench.zoo import create_model, load_card
 from cirbench.zoo.checkpoints import save_state_dict
-from cirbench.zoo.fetch import fetch_card
+from cirbench.zoo.fetch import fetch_card, missing_files
 
 TINY = dict(nc=[8, 8, 8, 8], nb=1)
 
@@ -45,7 +45,9 @@ def card(folder, name: str, url: str, sha256: str = "", size: int = 0, path: str
 
 
 def _cache_files(root):
-    return sorted(p.relative_to(root).as_posix() for p in (root / "cache").rglob("*") if p.is_file())
+    """Files in the cache, but the record of digests already checked (verified.json)."""
+    return sorted(p.relative_to(root).as_posix() for p in (root / "cache").rglob("*")
+                  if p.is_file() and p.name != "verified.json")
 
 
 def test_fetch_puts_the_verified_file_in_the_cache(env, http_server, capsys):
@@ -170,3 +172,41 @@ def test_fbcnn_cards_pin_the_published_digests():
     ):
         (f,) = load_card(name).files
         assert (f.size, f.sha256) == (size, digest)
+
+
+# --- issue 23 -----------------------------------------------------------------------------------------------
+def test_a_cached_file_of_another_digest_is_never_used(env, http_server, capsys, monkeypatch):
+    """Two cards name one file name; the second expects another sha256. `fetch second` said "present" and `run`
+    would have loaded the first card's weights."""
+    served = http_server.root / "tiny.safetensors"
+    (http_server.root / "other").mkdir()
+    torch.manual_seed(1)
+    other = http_server.root / "other" / "tiny.safetensors"
+    save_state_dict(FBCNN(**TINY).state_dict(), other)
+    card(env, "first", f"{http_server.url}/tiny.safetensors", sha256_file(served))
+    card(env, "second", f"{http_server.url}/other/tiny.safetensors", sha256_file(other))
+    assert main(["models", "fetch", "first", "second"]) == 0
+    err = capsys.readouterr().err
+    assert "present" not in err and err.count("matches the card") == 2
+    first, second = load_card("first").weight_paths()[0], load_card("second").weight_paths()[0]
+    assert first == env / "cache" / "weights" / "tiny.safetensors"  # the first card's file stays where it was
+    assert second.parent.name == f"sha256-{sha256_file(other)[:16]}" and sha256_file(second) == sha256_file(other)
+    assert main(["models", "fetch", "first", "second"]) == 0 and capsys.readouterr().err.count("present") == 2
+    # A file of that name that is not the first card's (say, copied by hand) is never used as its own.
+    second.unlink()
+    first.write_bytes(other.read_bytes())
+    assert [f.name for f in missing_files(load_card("first"))] == ["tiny.safetensors"]
+    monkeypatch.setenv("CIRBENCH_OFFLINE", "1")
+    with pytest.raises(WeightsMissing, match=f"{first} has another sha256 than the card's and is not used"):
+        create_model("first")
+
+
+def test_a_body_cut_short_without_a_length_is_not_kept(env, http_server):
+    """A card without a digest and a body that ends early with no Content-Length: once kept, "present", and
+    `run` then failed on "incomplete metadata"."""
+    card(env, "tiny", f"{http_server.url}/nolength/tiny.safetensors")
+    with pytest.raises(FetchError, match=r"the download is incomplete \(\d+ bytes, but its tensors need \d+\)"):
+        fetch_card(load_card("tiny"))
+    assert _cache_files(env) == []
+    card(env, "tiny", f"{http_server.url}/tiny.safetensors")
+    assert fetch_card(load_card("tiny"))[0].is_file()  # the whole file passes the same check

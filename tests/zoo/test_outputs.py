@@ -69,3 +69,19 @@ def test_templates_are_checked():
         OutputsRestorer("papers/fbcnn/{dataset}/{qf}.png")
     with pytest.raises(ConfigError, match="unknown"):
         OutputsRestorer("papers/{model}/{stem}.png")
+
+
+def test_a_template_that_cannot_tell_the_qfs_apart_is_refused(tmp_path, folder, capsys):
+    """Issue 23: without {qf} every QF column would score the same file; refused before anything runs."""
+    out = tmp_path / "released"
+    out.mkdir()
+    for name in ("a", "b"):
+        Image.open(folder / f"{name}.png").save(out / f"{name}.png")
+    args = ["run", "--models", f"outputs:{out}/{{stem}}.png", "--datasets", f"folder:{folder}", "--out",
+            str(tmp_path / "run")]
+    assert main([*args, "--qf", "10,40"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"one file, {out}/a.png, for QF 10 and QF 40" in err and "add {qf} to the template" in err
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+    assert main([*args, "--qf", "10"]) == 0  # one QF: the template names one file per image, as it should
