@@ -236,6 +236,9 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     _refuse_other_weights(out, old.get("models", {}), models)
     records_path = out / RECORDS_FILE
     _refuse_other_metrics(out, old, metrics, records_path.is_file() and records_path.stat().st_size > 0)
+    # Metrics that hold a network (pyiqa's) build it now, once for the run, on its device: their weights are
+    # fetched and verified before any model runs, and run.json records what they loaded.
+    metrics = [m.ready(device) for m in metrics]
     summary = RunSummary(out)
     started = time.perf_counter()
 
