@@ -45,8 +45,8 @@ def _fetch(args) -> int:
 
     names = [n for text in args.names for n in common.csv(text) or []]
     if not names:
-        raise ConfigError(f"metrics fetch: name the metrics, e.g. `cirbench metrics fetch lpips`; metrics with "
-                          f"weight files: {', '.join(iqa.list_cards())}")
+        raise ConfigError(f"metrics fetch: name the metrics (`cirbench metrics fetch NAME`); metrics with weight "
+                          f"files: {', '.join(iqa.list_cards())}")
     cards = [iqa.card_of(n) for n in names]  # every name checked before anything is downloaded
     for card in cards:
         if not card.files:

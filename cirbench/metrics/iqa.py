@@ -34,6 +34,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -291,7 +292,9 @@ def verify(card: MetricCard, *, log: Callable[[str], None] = _log) -> dict[str, 
 
 def _import_pyiqa():
     try:
-        import pyiqa
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # pyiqa 0.1.16 leaves a YAML file open at import
+            import pyiqa
     except Exception as exc:  # ImportError; torchvision's RuntimeError beside a CPU torch ("torchvision::nms")
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ConfigError(f"pyiqa metrics need pyiqa, which cannot be imported here ({type(exc).__name__}: "
@@ -383,23 +386,24 @@ def _build_error(name: str, exc: Exception) -> Exception:
     return ConfigError(f"pyiqa could not build {name!r} ({type(exc).__name__}: {first}){hint}")
 
 
-_NETS: dict[tuple[str, str], object] = {}  # (pyiqa name, device) -> the built metric: once per process
+_NETS: dict[tuple[str, str, str], object] = {}  # (pyiqa name, device, cache) -> the built metric, once a process
 _LOCK = threading.Lock()
 
 
 def _network(name: str, device: str):
+    key = (name, device, str(cache_dir()))  # the files it loaded are the cache's
     with _LOCK:
-        if (name, device) not in _NETS:
+        if key not in _NETS:
             pyiqa = _import_pyiqa()
             import torch
 
             try:
                 # pyiqa prints what it loads on stdout, which is the report's: to stderr with it.
                 with _sealed(), contextlib.redirect_stdout(sys.stderr):
-                    _NETS[(name, device)] = pyiqa.create_metric(name, device=torch.device(device))
+                    _NETS[key] = pyiqa.create_metric(name, device=torch.device(device))
             except Exception as exc:  # pyiqa, torchvision, timm, CLIP: any of their errors
                 raise _build_error(name, exc) from None
-        return _NETS[(name, device)]
+        return _NETS[key]
 
 
 def _as_input(planes, device):
