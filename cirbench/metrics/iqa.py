@@ -421,9 +421,9 @@ def _setup(short: str | None, name: str, device: str) -> tuple[Callable[[Pair], 
     """Verify the card's files, build pyiqa's network on ``device``; the batched function and run.json's details."""
     import torch
 
+    pyiqa = _import_pyiqa()  # first: no weights are downloaded for a metric that cannot run here
     card = _CARDS.get(short) if short else None
     digests = verify(card) if card is not None else {}
-    pyiqa = _import_pyiqa()
     cfg = _configs().get(name)
     if cfg is None:
         raise ConfigError(f"pyiqa {pyiqa.__version__} has no metric {name!r}{closest(name, _configs())}")

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from cirbench.cli import main
-from cirbench.errors import ConfigError, WeightsMissing
+from cirbench.errors import CheckpointError, ConfigError, WeightsMissing
 from cirbench.jpeg import compress
 from cirbench.metrics import REGISTRY, get_metric, image_metrics, iqa, rgb_to_y
 from cirbench.records import iter_records, read_run_info, recorded_metrics
@@ -202,6 +202,10 @@ def test_weights_come_from_the_card_and_pyiqa_never_downloads(tmp_path, cache, h
     same, other = image_metrics(a, a, ["rgb"], [m])["rgb"]["lpips_standin"], \
         image_metrics(a, b, ["rgb"], [m])["rgb"]["lpips_standin"]
     assert same == 0.0 and np.isfinite(other) and other > 0
+    iqa.destination(iqa.card_of("lpips_standin").files[0]).write_bytes(_save({}))  # changed on disk
+    iqa._NETS.clear()
+    with pytest.raises(CheckpointError, match="the card pins"):  # never built from a file that is not the card's
+        get_metric("lpips_standin").ready("cpu")
 
 
 def test_a_file_no_card_pins_is_refused_not_fetched(cache):

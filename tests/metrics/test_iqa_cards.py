@@ -197,9 +197,7 @@ def test_a_changed_file_in_place_is_refused_before_use(tmp_path, cache, http_ser
     iqa.fetch(card)
     iqa.destination(card.files[0]).write_bytes(b"evil")  # replaced by hand, or corrupted on disk
     with pytest.raises(CheckpointError, match=re.escape(str(iqa.destination(card.files[0]))) + ".*the card pins"):
-        iqa.verify(card)
-    with pytest.raises(CheckpointError):  # and the metric is never built from it
-        get_metric("standin").ready("cpu")
+        iqa.verify(card)  # what a run calls before pyiqa builds the network (test_iqa.py: the whole path)
 
 
 def test_a_card_cannot_take_a_builtin_name(tmp_path, cache):
