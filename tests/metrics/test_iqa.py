@@ -15,12 +15,15 @@ import hashlib
 import io
 import re
 import socket
+import warnings
 
 import numpy as np
 import pytest
 
 try:
-    import pyiqa
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # pyiqa 0.1.16 leaves a YAML file open at import
+        import pyiqa
 except Exception as exc:  # absent, or torchvision beside a CPU torch: one reason for the whole module
     pytest.skip(f"pyiqa cannot be imported here ({type(exc).__name__}); these tests run in its environment: "
                 "nox -s iqa", allow_module_level=True)
