@@ -12,6 +12,10 @@ A name resolves, first match wins, to:
    ``--metrics``), never a name read from a data file (a card, a protocol, a config). ``module`` comes from
    ``sys.path`` and, failing that, from the current directory (the ``cirbench`` console script does not put
    it on ``sys.path``, unlike ``python -m``).
+
+A *namespace* ``PREFIX:NAME`` hands the names of another library to a resolver (``pyiqa:gmsd``). It is checked
+before the import path, so ``pyiqa:gmsd`` never means ``import pyiqa; pyiqa.gmsd``; it names no user code and is
+accepted in data files too.
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ class Registry:
     def __init__(self, kind: str, group: str):
         self.kind, self.group = kind, group
         self.entries: dict[str, Any] = {}  # registered in this process, by lower-case name
+        self.namespaces: dict[str, Callable[[str], Any]] = {}  # PREFIX -> resolver of the NAME in PREFIX:NAME
+
+    def add_namespace(self, prefix: str, resolve: Callable[[str], Any]) -> None:
+        """Names ``PREFIX:NAME`` resolve to ``resolve(NAME)``."""
+        self.namespaces[prefix.lower()] = resolve
+
+    def namespace_of(self, name: str) -> tuple[str, str] | None:
+        """``(prefix, rest)`` when ``name`` is in a namespace, else None."""
+        prefix, sep, rest = name.partition(":")
+        return (prefix.lower(), rest) if sep and prefix.lower() in self.namespaces else None
 
     def register(self, name: str, obj: Any = None):
         """Make ``name`` stand for ``obj`` (usable as a decorator: ``@REGISTRY.register("mynet")``)."""
@@ -85,8 +99,14 @@ class Registry:
         and key) when the name comes from a data file, where ``module:attr`` is refused."""
         if name.lower() in self.entries:
             return self.entries[name.lower()]
-        spec = self.import_spec(name, allow_code=allow_code)
         prefix = f"{where}: " if where else ""
+        space = self.namespace_of(name)
+        if space is not None:
+            try:
+                return self.namespaces[space[0]](space[1])
+            except ConfigError as exc:
+                raise ConfigError(f"{prefix}{exc}") from None
+        spec = self.import_spec(name, allow_code=allow_code)
         if spec is None:
             known = self.names()
             if is_import_path(name):  # allow_code is off: a data file named code
@@ -94,7 +114,8 @@ class Registry:
                                   f"registered {self.kind}s ({', '.join(known)}) or installed entry points "
                                   f"(group {self.group!r}). Give module:attr on the command line instead")
             raise ConfigError(f"{prefix}unknown {self.kind} {name!r}{closest(name, known)}; known: "
-                              f"{', '.join(known)}" + (", or module:attr" if allow_code else ""))
+                              f"{', '.join(known)}" + "".join(f", {p}:NAME" for p in self.namespaces)
+                              + (", or module:attr" if allow_code else ""))
         mod_name, _, attr = spec.partition(":")
         try:
             return getattr(_import_module(mod_name), attr)

@@ -29,7 +29,7 @@ COMMANDS = {
     "datasets": "list, verify or fetch datasets",
     "protocols": "list, show or validate protocols",
     "models": "list model cards, show one's details or fetch weights",
-    "metrics": "list the metrics (direction, unit, spaces)",
+    "metrics": "list the metrics (direction, unit, spaces); fetch a metric's weights",
     "merge": "merge the records of shard runs into one run folder",
     "records": "check run folders' records",
     "train": "train a restoration network (PromptCIR two-stage recipe)",

@@ -46,6 +46,8 @@ def run(args) -> int:
         print(f"{p.name} v{p.version}  sha256 {p.sha256[:16]}  file {p.path}")
         print(p.description)
         print(f"models: {', '.join(p.models)}; give_qf: {p.give_qf}; setting: {p.setting}")
+        if p.metrics:  # else the default metrics
+            print(f"metrics: {', '.join(p.metrics)}")
         for d in p.datasets:
             degs = sorted({(g.name, g.qf) for dd, g in p.jobs if dd == d})
             print(f"  {d}: " + ", ".join(f"{n}@{q}" for n, q in degs))

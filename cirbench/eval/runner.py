@@ -171,6 +171,21 @@ def _refuse_other_metrics(out: Path, old: dict, metrics: Sequence[Metric], has_r
                        f"--metrics {','.join(before)} to resume, or use another --out")
 
 
+def _refuse_other_metric_setups(out: Path, old: dict, metrics: Sequence[Metric], has_records: bool) -> None:
+    """A metric that holds a network records what it was built from (library versions, weight digests): a resume
+    built from anything else would mix two metrics under one name. The device may change (the same weights)."""
+    before = recorded_metrics(old)
+    for m in metrics:
+        was = {k: v for k, v in (before.get(m.name, {}).get("details") or {}).items() if k != "device"}
+        now = {k: v for k, v in m.details.items() if k != "device"}
+        changed = sorted(k for k in was.keys() & now.keys() if was[k] != now[k])
+        if has_records and changed:
+            raise RunError(f"{out}: its {m.name} records were made with another {', '.join(changed)} "
+                           f"({str(was[changed[0]])[:80]} then, {str(now[changed[0]])[:80]} now); use another "
+                           f"--out, or delete "
+                           f"{out / RUN_FILE} and the records to redo them")
+
+
 def _update_run_json(out_dir: Path, info: dict, drop: Sequence[str] = ()) -> None:
     path = refuse_links(out_dir, out_dir / RUN_FILE)
     old = read_run_info(out_dir)
@@ -291,6 +306,10 @@ def _run_locked(protocol: Protocol, models: dict[str, Restorer], out: Path, *, d
     entries = {n: _model_info(m, settings[n]) for n, m in models.items()}
     _refuse_other_inputs(out, old.get("models") or {}, entries)
     _refuse_other_metrics(out, old, metrics, has_records)
+    # Metrics that hold a network (pyiqa's) build it now, once for the run, on its device: their weights are
+    # fetched and verified before any model runs, and run.json records what they loaded.
+    metrics = [m.ready(device) for m in metrics]
+    _refuse_other_metric_setups(out, old, metrics, has_records)
     summary = RunSummary(out)
     started = time.perf_counter()
 

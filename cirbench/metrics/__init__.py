@@ -2,7 +2,8 @@
 metric space (:mod:`.spaces`), and any other metric as a plug-in (:mod:`.spec`).
 
 One metric is one file that registers a :class:`Metric` (``psnr.py``, ``ssim.py``, ``psnrb.py``, each also holding
-its batched tensor function: ``metrics.ssim.ssim(x, y)``, ``metrics.psnrb.bef(y)``). The functions
+its batched tensor function: ``metrics.ssim.ssim(x, y)``, ``metrics.psnrb.bef(y)``); ``iqa.py`` registers pyiqa's
+metrics: the curated ones from their cards (``cirbench/data/metrics/``), any other as ``pyiqa:NAME``. The functions
 here score images: :func:`image_metrics` one uint8 pair in every space that applies, :func:`compute` a batch in
 one space. Every number is computed on uint8-rounded images, in float64.
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from . import psnr, psnrb, ssim  # noqa: F401  (each file registers its metric)
+from . import iqa, psnr, psnrb, ssim  # noqa: F401  (each file registers its metric; iqa: pyiqa's, from cards)
 from .spaces import (
     COLOUR_SPACES,
     LUMA_SPACES,

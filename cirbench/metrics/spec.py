@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -34,7 +34,11 @@ class Metric:
     ``batched``: ``fn(pair)`` takes a :class:`~cirbench.metrics.spaces.Pair` and returns one value per image
     (a tensor or sequence of shape (B,)); else ``fn(restored, target)`` (``fn(restored)`` with
     ``reference == "none"``) takes one image's arrays and returns a float. ``device`` is where it computes:
-    "cpu", or "any" (the evaluation device)."""
+    "cpu", or "any" (the evaluation device).
+
+    A metric that holds a network has ``setup`` instead of ``fn``: ``setup(device)`` builds it and returns
+    ``(fn, details)``; :meth:`ready` calls it once per run, and ``details`` (library versions, weight digests)
+    go into run.json with the spec."""
 
     name: str
     label: str = ""
@@ -48,7 +52,9 @@ class Metric:
     tolerance: float | None = None  # regress: |delta| allowed on a mean (default: half a printed digit)
     convention: str = ""  # how it is computed, in a few words, for run.json and captions
     source: str = "builtin"  # "builtin", an entry point's or the user's module:attr
+    details: dict = field(default_factory=dict, compare=False)  # what setup() found: versions, weight digests
     fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    setup: Callable[[str], tuple[Callable[..., Any], dict]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not self.label:
@@ -74,8 +80,17 @@ class Metric:
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
 
+    def ready(self, device: str = "cpu") -> Metric:
+        """The metric with its function, built on ``device`` where it has a ``setup`` (a network)."""
+        if self.fn is not None or self.setup is None:
+            return self
+        fn, details = self.setup("cpu" if self.device == "cpu" else device)
+        return replace(self, fn=fn, details={**self.details, **details})
+
     def compute(self, pair: Pair) -> list[float]:
         """One value per image of ``pair`` (NaN where the function gave none)."""
+        if self.fn is None and self.setup is not None:
+            return self.ready().compute(pair)  # outside a run (image_metrics, score): built once, on the CPU
         if self.fn is None:
             raise ConfigError(f"metric {self.name!r} is described by a run's records but not importable here "
                               f"({self.source}); install or name it to compute it")
@@ -91,14 +106,16 @@ class Metric:
 
     def info(self) -> dict:
         """The spec as data (run.json's ``metrics``): everything but the function."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fn", "name")}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fn", "setup", "name")}
         d["spaces"] = list(self.spaces)
+        if not d["details"]:
+            del d["details"]  # run.json of a metric without a setup stays as it was
         return d
 
     @classmethod
     def from_info(cls, name: str, info: dict) -> Metric:
         """A spec read back from run.json (no function: reports need only the description)."""
-        known = {f.name for f in fields(cls)} - {"fn", "name"}
+        known = {f.name for f in fields(cls)} - {"fn", "setup", "name"}
         return cls(name=name, **{k: (tuple(v) if k == "spaces" else v) for k, v in info.items() if k in known})
 
 

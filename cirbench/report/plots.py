@@ -105,6 +105,8 @@ def _metric_vs_qf(agg, pub, metric: Metric, out_dir: Path, plt, notes: list[str]
             p = pub[(pub["dataset"] == ds) & (pub["degradation"] == "jpeg")]
             for i, method in enumerate(pub_methods):
                 pm = p[p["model"] == method]
+                if metric.name in pm:
+                    pm = pm[pm[metric.name].notna()]  # a method the source gives other metrics for
                 if len(pm) and metric.name in pm:
                     ax.plot(
                         pm["qf"],

@@ -63,6 +63,8 @@ from .tables import (
     qf_table,
     quality_table,
     row_keys_of,
+    source_notes,
+    with_metrics,
 )
 
 __all__ = ["FORMATS", "render"]
@@ -371,7 +373,8 @@ def render(
     agg = annotate(aggregate(shown, list(specs)), prov, missing_values(shown, specs))
     columns = columns_of(agg, datasets)
     row_keys = row_keys_of(agg, models)
-    pub, pub_notes = published_rows(published_path, columns) if published else (None, [])
+    placed_metrics = list(specs) if fmt in ("csv", "json") else [m.name for m in shown_metrics]
+    pub, pub_notes = published_rows(published_path, columns, placed_metrics) if published else (None, [])
     marked, coverage_notes = coverage(agg, prov)
 
     if fmt in ("csv", "json"):
@@ -389,7 +392,8 @@ def render(
     if eff:
         tables.append(eff)
     caption = caption_text(space, shown_metrics, prov, bool(sources))
-    notes = notes_of(sources, prov, efficiency) + pub_notes + coverage_notes + _absent_notes(agg, shown_metrics, space)
+    notes = (notes_of(sources, prov, efficiency, source_notes(pub)) + pub_notes + coverage_notes
+             + _absent_notes(agg, shown_metrics, space))
     return _write(fmt, tables, caption, notes, plots_dir)
 
 
@@ -444,12 +448,14 @@ def _render_conventions(run_dirs, fmt, *, metrics, datasets, qfs, models, publis
     if published:
         from .published import load_published
 
-        pub = load_published(published_path)
+        pub = with_metrics(load_published(published_path), [m.name for m in shown_metrics])
         have = set(zip(agg["dataset"], agg["degradation"], agg["qf"], agg["space"], strict=True))
         pub = pub[[k in have for k in zip(pub["dataset"], pub["degradation"], pub["qf"], pub["space"], strict=True)]]
     sources = list(dict.fromkeys(pub["source"])) if pub is not None else []
     tables = [t for c in cells if (t := conventions_table(agg, c, row_keys, shown_metrics, pub, sources))]
-    notes = [CONVENTION_USERS] + [f"[{i}] {src}" for i, src in enumerate(sources, 1)] + coverage_notes
+    by = source_notes(pub)
+    notes = [CONVENTION_USERS] + [f"[{i}] {src}" + (f". Note: {by[src]}" if by.get(src) else "")
+                                  for i, src in enumerate(sources, 1)] + coverage_notes
     if sources:
         notes.append("Published rows are quoted from their sources under their own convention, not re-run.")
     gray = sorted(set(records["dataset"]) - set(colour["dataset"])) if not records.empty else []

@@ -273,7 +273,7 @@ def _leaderboard(df: pd.DataFrame, infos: dict[str, dict], specs: list[Metric], 
                 rows[_row_id(model, setting)] = _our_row(df, model, setting, models_info, infos)
         cells[space] = _our_cells(sel, agg, specs, proto_of_run, reference)
         if published:
-            pub, notes[space] = published_rows(published_path, cols)
+            pub, notes[space] = published_rows(published_path, cols, names)
             _published_cells(pub, names, rows, sources, cells[space])
     return {
         "metrics": [_metric_data(m) for m in specs],

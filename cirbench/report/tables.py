@@ -61,13 +61,13 @@ def _same_space(a: str, b: str) -> bool:
     return a == b or {a, b} == {"y", "gray"}  # a gray image is its own luma
 
 
-def published_rows(published_path, columns: list[tuple]) -> tuple[pd.DataFrame, list[str]]:
+def published_rows(published_path, columns: list[tuple], metrics: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     """Published rows that sit beside ``columns`` (dataset, degradation, qf, space): same cell, same metric
-    space. Also notes naming the datasets whose columns got none, the spaces the literature has for them, and the
-    option that shows them."""
+    space, with a number for at least one of ``metrics``. Also notes naming the datasets whose columns got none,
+    the spaces the literature has for them, and the option that shows them."""
     from .published import load_published
 
-    pub = load_published(published_path)
+    pub = with_metrics(load_published(published_path), metrics)
     spaces = {}
     for d, g, q, sp in columns:
         spaces.setdefault((d, g, q), set()).add(sp)
@@ -93,6 +93,23 @@ def published_rows(published_path, columns: list[tuple]) -> tuple[pd.DataFrame, 
                      f"--datasets {','.join(names)}` (or --conventions, every space at once)")
         notes.append(text + ".")
     return placed, notes
+
+
+def with_metrics(pub: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The published rows with a number for one of ``metrics`` at least (a row of other metrics sits nowhere)."""
+    have = [m for m in metrics if m in pub.columns]
+    return pub[pub[have].notna().any(axis=1)] if have else pub.iloc[0:0]
+
+
+def source_notes(pub: pd.DataFrame | None) -> dict[str, str]:
+    """Each source's notes (how its numbers were made, where that differs from cirbench's), once each."""
+    if pub is None or "note" not in pub:
+        return {}
+    out: dict[str, list[str]] = {}
+    for src, note in zip(pub["source"], pub["note"], strict=True):
+        if note and note not in out.setdefault(src, []):
+            out[src].append(note)
+    return {s: " ".join(n) for s, n in out.items() if n}
 
 
 def column_groups(columns: list[tuple], n_metrics: int) -> list[tuple[str, list[tuple]]]:
@@ -461,8 +478,10 @@ def coverage(agg: pd.DataFrame, prov: dict) -> tuple[set[tuple], list[str]]:
     return marked, notes
 
 
-def notes_of(sources: list[str], prov: dict, efficiency: bool) -> list[str]:
-    notes = [f"[{i}] {s}" for i, s in enumerate(sources, 1)]
+def notes_of(sources: list[str], prov: dict, efficiency: bool, notes_by_source: dict[str, str] | None = None
+             ) -> list[str]:
+    by = notes_by_source or {}
+    notes = [f"[{i}] {s}" + (f". Note: {by[s]}" if by.get(s) else "") for i, s in enumerate(sources, 1)]
     if sources:
         notes.append("Published rows are quoted from their sources, not re-run; per-QF: one model per QF.")
     if efficiency and prov["device"]:

@@ -130,8 +130,9 @@ LOSS_VOCABULARY = {("train/config.py", '"psnr"'), ("train/loop.py", '"psnr"')}
 
 
 def test_no_metric_name_is_spelled_outside_the_metrics_wing():
-    """Direction, decimals, unit and label come from the spec; a name written into a consumer would drift."""
-    names = set(metrics.DEFAULT_METRICS)
+    """Direction, decimals, unit and label come from the spec; a name written into a consumer would drift. Every
+    registered name counts: cirbench's own and those of the metric cards (cirbench/data/metrics/)."""
+    names = set(metrics.metric_names())
     found = []
     for f in sorted(PKG.rglob("*.py")):
         rel = f.relative_to(PKG).as_posix()
@@ -146,3 +147,38 @@ def test_no_metric_name_is_spelled_outside_the_metrics_wing():
 def test_the_spelling_check_bites():
     tree = ast.parse('"""psnr in a docstring is prose."""\nx = {"psnr": 2}\ny = "val_psnr"\n')
     assert _spelled(tree, {"psnr"}) == [(2, "psnr")]
+
+
+def test_a_metric_with_a_setup_is_built_once_per_run_and_its_details_recorded(tmp_path, monkeypatch, capsys):
+    """A network metric (pyiqa's) builds in setup(device), once a run; run.json records what it was built from,
+    and a resume built from something else is refused."""
+    from PIL import Image
+
+    from cirbench.cli import main
+    from cirbench.records import read_run_info, recorded_metrics
+
+    monkeypatch.setattr(metrics.REGISTRY, "entries", dict(metrics.REGISTRY.entries))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    built, lib = [], {"version": "1"}
+
+    def setup(device):
+        built.append(device)
+        return (lambda pair: pair.out.flatten(1).mean(1)), dict(lib)
+
+    metrics.REGISTRY.register("brightness", Metric(name="brightness", reference="none", batched=True, device="any",
+                                                   spaces=("rgb",), setup=setup))
+    out = tmp_path / "run"
+    args = ["run", "--models", "jpeg", "--datasets", f"folder:{folder}", "--qf", "10", "--metrics",
+            "psnr,brightness", "--out", str(out), "--no-profile", "--device", "cpu"]
+    assert main(args) == 0
+    assert built == ["cpu"]  # once for 3 images
+    specs = recorded_metrics(read_run_info(out))
+    assert specs["brightness"]["details"] == {"version": "1"} and "details" not in specs["psnr"]
+    capsys.readouterr()
+    lib["version"] = "2"
+    assert main(args) == 2
+    assert "brightness records were made with another version (1 then, 2 now)" in capsys.readouterr().err
