@@ -14,7 +14,8 @@ import numpy as np
 
 from ..files import atomic_write
 
-__all__ = ["LOG_NAME", "CURVES_NAME", "read_log", "truncate_log", "append_record", "write_curves"]
+__all__ = ["LOG_NAME", "CURVES_NAME", "read_log", "truncate_log", "append_record", "write_curves",
+           "phase_table", "write_phase_curves"]
 
 LOG_NAME = "log.jsonl"
 CURVES_NAME = "curves.png"
@@ -100,5 +101,63 @@ def write_curves(log_path: Path, png_path: Path):
                 break
     fig.tight_layout()
     # format is explicit: the temp file's name does not end in .png.
+    atomic_write(png_path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    return fig
+
+
+def phase_table(phases: list[tuple[str, str | os.PathLike, int]]) -> list[dict]:
+    """One row per validation of a chain of runs, each started from the weights of the one before.
+
+    ``phases`` lists (label, log path, global batch size); the batch counts samples for logs that predate the
+    ``samples`` key. Rows carry the phase, where it began and the samples seen (both counted from the first
+    phase's start), its step, the hours the runs logged (wall time, so shared-machine pauses included) and
+    ``gain`` = {QF: EMA PSNR-Y - JPEG PSNR-Y}.
+    """
+    rows, samples0, hours0 = [], 0, 0.0
+    for label, path, batch in phases:
+        records = read_log(path)
+        if not records:
+            continue
+        for r in records:
+            if "val_psnr_qf" not in r:
+                continue
+            rows.append({"phase": label, "phase_start": samples0, "step": r["step"],
+                         "samples": samples0 + r.get("samples", r["step"] * batch),
+                         "hours": hours0 + r["seconds"] / 3600,
+                         "gain": {q: r["val_psnr_qf"][q] - r["val_jpeg_psnr_qf"][q] for q in r["val_psnr_qf"]}})
+        last = records[-1]
+        samples0 += last.get("samples", last["step"] * batch)
+        hours0 += last["seconds"] / 3600
+    return rows
+
+
+def write_phase_curves(phases: list[tuple[str, str | os.PathLike, int]], png_path: Path, notes: str = ""):
+    """Plot the validation gain over JPEG per QF against samples seen across a chain of runs (phase
+    boundaries dotted), so where the curve flattens is visible at a glance. Returns the Figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = phase_table(phases)
+    fig = Figure(figsize=(9, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    qfs = sorted({q for r in rows for q in r["gain"]}, key=int)
+    for q in qfs:
+        pts = [(r["samples"], r["gain"][q]) for r in rows if q in r["gain"]]
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", ms=3, label=f"QF {q}")
+    seen = []
+    for r in rows:
+        if r["phase"] not in seen:
+            seen.append(r["phase"])
+            ax.axvline(r["phase_start"], color="0.6", ls=":", lw=0.8)
+            ax.annotate(str(r["phase"]), (r["phase_start"], 1), xycoords=("data", "axes fraction"),
+                        va="top", ha="left", fontsize=8, color="0.35")
+    ax.axhline(0, color="0.4", lw=0.8, ls="--")
+    ax.set(xlabel="samples seen (all phases)", ylabel="PSNR-Y gain over JPEG (dB)",
+           title="validation gain (EMA) across training phases")
+    if notes:
+        ax.text(0.01, 0.01, notes, transform=ax.transAxes, fontsize=7, va="bottom", color="0.3")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
     atomic_write(png_path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     return fig

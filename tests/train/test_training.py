@@ -23,7 +23,7 @@ from PIL import Image
 from cirbench.errors import RunError
 from cirbench.files import atomic_write
 from cirbench.train.config import ConfigError, LossConfig, OptimConfig, config_from_dict, load_config, override_steps
-from cirbench.train.log import read_log, write_curves
+from cirbench.train.log import phase_table, read_log, write_curves, write_phase_curves
 from cirbench.train.loop import CHECKPOINT_NAME, FINAL_EMA_NAME, _loss_fn, lr_at
 from cirbench.train.loop import train as _train
 from cirbench.zoo.checkpoints import load_into
@@ -335,6 +335,28 @@ def test_curves_show_positive_and_negative_losses(tmp_path, losses, scale):
     low, high = ax.get_ylim()
     assert low <= min(losses) and max(losses) <= high
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_phase_curves_count_samples_across_phases(tmp_path):
+    """A phase's samples start where the one before ended; an old log without ``samples`` counts step x batch."""
+    def val(step, seconds, gain, samples=None):
+        r = {"step": step, "stage": 2, "loss": -30.0, "lr": 1e-4, "seconds": seconds,
+             "val_psnr_qf": {"10": 28.0 + gain}, "val_jpeg_psnr_qf": {"10": 28.0}}
+        return r if samples is None else {**r, "samples": samples}
+
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("".join(json.dumps(r) + "\n" for r in [val(100, 1800, 0.5), val(200, 3600, 0.6)]))
+    new.write_text("".join(json.dumps(r) + "\n" for r in [val(50, 900, 0.7, samples=800),
+                                                           {"step": 60, "stage": 2, "loss": -31.0, "lr": 1e-4,
+                                                            "seconds": 1000, "samples": 960}]))
+    rows = phase_table([("a", old, 8), ("b", new, 16)])
+    assert [(r["phase"], r["phase_start"], r["samples"]) for r in rows] == [("a", 0, 800), ("a", 0, 1600),
+                                                                            ("b", 1600, 2400)]
+    assert [round(r["hours"], 3) for r in rows] == [0.5, 1.0, 1.25]
+    assert [round(r["gain"]["10"], 6) for r in rows] == [0.5, 0.6, 0.7]
+    fig = write_phase_curves([("a", old, 8), ("b", new, 16)], tmp_path / "phases.png")
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == [800, 1600, 2400] and (tmp_path / "phases.png").stat().st_size > 0
 
 
 def test_amp_is_refused_on_a_cpu_without_native_bf16(images, tmp_path, monkeypatch):
