@@ -145,12 +145,16 @@ def write_phase_curves(phases: list[tuple[str, str | os.PathLike, int]], png_pat
     for q in qfs:
         pts = [(r["samples"], r["gain"][q]) for r in rows if q in r["gain"]]
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", ms=3, label=f"QF {q}")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.12 * (hi - lo))  # headroom for the phase labels
     seen = []
     for r in rows:
         if r["phase"] not in seen:
             seen.append(r["phase"])
             ax.axvline(r["phase_start"], color="0.6", ls=":", lw=0.8)
-            ax.annotate(str(r["phase"]), (r["phase_start"], 1), xycoords=("data", "axes fraction"),
+            # alternate heights so labels of short phases do not overprint each other
+            ax.annotate(str(r["phase"]), (r["phase_start"], 1 - 0.04 * (len(seen) % 2 == 0)),
+                        xycoords=("data", "axes fraction"),
                         va="top", ha="left", fontsize=8, color="0.35")
     ax.axhline(0, color="0.4", lw=0.8, ls="--")
     ax.set(xlabel="samples seen (all phases)", ylabel="PSNR-Y gain over JPEG (dB)",
