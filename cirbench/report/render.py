@@ -213,8 +213,12 @@ figure{display:inline-block;margin:1em}figure img{max-width:100%}"""
 
 
 def _options(text: str) -> str:
-    """Command-line options in a note as unbreakable code ("--space rgb" must not wrap after its dashes)."""
-    return re.sub(r"--[a-z][a-z-]*(?: [a-z][a-z0-9-]*(?= or |[;:,.)]|$))?", lambda m: f"<code>{m[0]}</code>", text)
+    """A note's `command` spans and command-line options as unbreakable code ("--space rgb" must not wrap
+    after its dashes); options inside a span stay part of it."""
+    parts = re.split(r"`([^`]+)`", text)  # odd items: the insides of backtick spans
+    return "".join(f"<code>{s}</code>" if i % 2 else
+                   re.sub(r"--[a-z][a-z-]*(?: [a-z][a-z0-9-]*(?= or |[;:,.)]|$))?", lambda m: f"<code>{m[0]}</code>", s)
+                   for i, s in enumerate(parts))
 
 
 def _html(tables: list[Table], caption: str, notes: list[str], plots_dir) -> str:

@@ -299,7 +299,11 @@ def test_conventions_table(conv_run):
     assert r"$\Delta$ PSNR to y" in tex and r"fbcnn $\cdot$ y-full" in tex and "Δ" not in tex
     page = render(conv_run, "html", conventions=True, **PUB)
     assert page.count("<table>") == 2 and "position:sticky" in page
-    assert "<code>--space rgb</code>" in render(conv_run, "html", **PUB)  # an option never wraps
+    page = render(conv_run, "html", **PUB)
+    assert "<code>--space rgb</code>" in page  # an option never wraps
+    # a quoted command is one code span, no stray backticks or code nested in it
+    assert "<code>cirbench report RUN --published --space rgb" in page
+    assert "`" not in page.split('<ul class="notes">')[1]
 
 
 def test_gray_only_run_has_no_conventions(tmp_path):
