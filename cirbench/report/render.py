@@ -212,12 +212,14 @@ code{white-space:nowrap;font-size:12px}
 figure{display:inline-block;margin:1em}figure img{max-width:100%}"""
 
 
+_OPTION = re.compile(r"--[a-z][a-z-]*(?: [a-z][a-z0-9-]*(?= or |[;:,.)]|$))?")
+
+
 def _options(text: str) -> str:
     """A note's `command` spans and command-line options as unbreakable code ("--space rgb" must not wrap
     after its dashes); options inside a span stay part of it."""
     parts = re.split(r"`([^`]+)`", text)  # odd items: the insides of backtick spans
-    return "".join(f"<code>{s}</code>" if i % 2 else
-                   re.sub(r"--[a-z][a-z-]*(?: [a-z][a-z0-9-]*(?= or |[;:,.)]|$))?", lambda m: f"<code>{m[0]}</code>", s)
+    return "".join(f"<code>{s}</code>" if i % 2 else _OPTION.sub(lambda m: f"<code>{m[0]}</code>", s)
                    for i, s in enumerate(parts))
 
 
